@@ -1,0 +1,63 @@
+"""The `agentdistill` command line: settings are loaded once here and passed down; errors become one line."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from agentdistill import __version__
+from agentdistill.commands.kb import kb
+from agentdistill.commands.models import models
+from agentdistill.commands.trajectories import trajectories
+from agentdistill.config import load_settings
+from agentdistill.errors import AgentDistillError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="TOML config file.")
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), help="Data dir (default $AGENTDISTILL_HOME).")
+@click.option("--device", help="auto | cpu | cuda | cuda:N for local models.")
+@click.option("--dtype", help="auto | float32 | bfloat16 | float16 for local models.")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.pass_context
+def cli(ctx: click.Context, config_file: Path | None, home: Path | None, device: str | None, dtype: str | None,
+        debug: bool) -> None:  # fmt: skip
+    """agentdistill: chat with tool-using agents, benchmark them, distill them into small students."""
+    ctx.obj = load_settings(config_file=config_file, flags={"home": home, "device": device, "dtype": dtype})
+
+
+@cli.command()
+def version() -> None:
+    """Print the agentdistill version."""
+    click.echo(f"agentdistill {__version__}")
+
+
+for group in (models, trajectories, kb):
+    cli.add_command(group)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: user-fixable errors print one line and exit 2; --debug shows the traceback."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cli.main(args=args, prog_name="agentdistill", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except AgentDistillError as exc:
+        if "--debug" in args:
+            raise
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

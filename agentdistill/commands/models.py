@@ -1,0 +1,67 @@
+"""`agentdistill models ...`: which model specs exist, which packaged models are installed."""
+
+from __future__ import annotations
+
+import click
+
+from agentdistill.commands.common import emit_json, json_option, settings, table
+from agentdistill.models import backend_names
+
+_SPEC_HELP = {
+    "openai": "openai:MODEL - any OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp server, `agentdistill serve`)",
+    "local": "local:NAME - a packaged offline model (see the table below), run with transformers",
+    "hf": "hf:DIR - any HF-format model dir (a trained student, a merged model), optional LoRA adapter",
+    "student": "student:DIR - a distilled student dir (same loader as hf:)",
+    "scripted": "scripted:FILE - replay a JSON list of replies (tests, demos)",
+}
+
+
+@click.group(name="models")
+def models() -> None:
+    """Model specs and the packaged offline models."""
+
+
+@models.command(name="list")
+@json_option
+def list_models(as_json: bool) -> None:
+    """List spec prefixes and packaged models with their install state."""
+    from agentdistill.models.packaged import is_installed, packaged_models
+
+    rows = []
+    for pm in packaged_models():
+        ok, why = is_installed(pm)
+        rows.append({"spec": f"local:{pm.name}", "role": pm.role, "installed": ok, "note": why or pm.license})
+    if as_json:
+        emit_json({"backends": backend_names(), "packaged": rows})
+        return
+    for name in backend_names():
+        click.echo(_SPEC_HELP.get(name, name))
+    table("packaged models", ["spec", "role", "installed", "note"], [list(r.values()) for r in rows])
+
+
+@models.command(name="info")
+@click.argument("spec")
+@click.option("--load", is_flag=True, help="Load the model and report its device, dtype and parameter count.")
+@json_option
+@click.pass_context
+def info(ctx: click.Context, spec: str, load: bool, as_json: bool) -> None:
+    """Describe a model spec; with --load, load it and report where it runs."""
+    from agentdistill.models import make_chat_model
+
+    backend, _, rest = spec.partition(":")
+    data: dict = {"spec": spec, "backend": backend}
+    if backend == "local":
+        from agentdistill.models.packaged import find_packaged, is_installed
+
+        pm = find_packaged(rest)
+        ok, why = is_installed(pm)
+        data.update(name=pm.name, role=pm.role, installed=ok, install_hint=why, license=pm.license)
+    if load or backend in ("openai", "scripted"):
+        model = make_chat_model(spec, settings(ctx).model_options())
+        describe = getattr(model, "describe", None)
+        data.update(describe() if callable(describe) else {})
+    if as_json:
+        emit_json(data)
+    else:
+        for key, value in data.items():
+            click.echo(f"{key}: {value}")

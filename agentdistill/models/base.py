@@ -1,0 +1,138 @@
+"""The one interface every model backend implements: chat messages in, `n` completions out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, TypedDict, runtime_checkable
+
+
+class Message(TypedDict):
+    """An OpenAI-style chat message. Roles: system, user, assistant."""
+
+    role: str
+    content: str
+
+
+def system(text: str) -> Message:
+    return {"role": "system", "content": text}
+
+
+def user(text: str) -> Message:
+    return {"role": "user", "content": text}
+
+
+def assistant(text: str) -> Message:
+    return {"role": "assistant", "content": text}
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens of one call. `prompt_tokens` is the prompt of the call; `completion_tokens` this sample's."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+FinishReason = Literal["stop", "length", "error"]
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled answer. `latency_s` is the wall time of the whole call that produced it."""
+
+    text: str
+    finish_reason: FinishReason = "stop"
+    usage: Usage = field(default_factory=Usage)
+    latency_s: float = 0.0
+    ttft_s: float | None = None  # time to first token, when the backend streamed
+
+
+TokenCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelOptions:
+    """How to reach or load a model; filled from config/env/flags at the CLI edge, never read from os.environ here."""
+
+    base_url: str | None = None  # openai: endpoint, e.g. http://localhost:8000/v1 (vLLM, llama.cpp, our serve)
+    api_key: str | None = None  # openai: bearer token; "EMPTY" works for local servers
+    headers: tuple[tuple[str, str], ...] = ()  # openai: extra HTTP headers
+    timeout_s: float = 120.0  # openai: per-request timeout; a hung server fails the call after this
+    max_retries: int = 4  # openai: retries on 429/5xx/timeouts, exponential backoff with jitter
+    device: str = "auto"  # local/hf: auto = cuda when present, else cpu
+    dtype: str = "auto"  # local/hf: auto = bf16 on cuda, fp32 on cpu
+    adapter: str | None = None  # hf: optional LoRA adapter dir applied on top of the base
+    threads: int | None = None  # local/hf: torch threads; None leaves torch's default
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """Anything that answers chat messages. Graphs take one as a parameter; they never look one up."""
+
+    spec: str
+
+    def generate(
+        self,
+        messages: Sequence[Message],
+        *,
+        stop: Sequence[str] = (),
+        max_tokens: int = 512,
+        temperature: float = 0.0,
+        n: int = 1,
+        seed: int | None = None,
+        on_token: TokenCallback | None = None,
+    ) -> list[Completion]:
+        """Return `n` completions, each cut before the first stop sequence (the stop text is not included).
+
+        `on_token` receives text deltas as they are produced (n must be 1); the returned completions
+        are the same as without it.
+        """
+        ...
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """Cut `text` before the earliest stop sequence; enforced here because some backends overshoot."""
+    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+class StopStreamer:
+    """Forwards streamed deltas to a callback but holds back any tail that could begin a stop sequence.
+
+    So a listener never sees text that the final completion will not contain.
+    """
+
+    def __init__(self, stop: Sequence[str], on_token: TokenCallback | None) -> None:
+        self.stop = [s for s in stop if s]
+        self.on_token = on_token
+        self.text = ""
+        self.sent = 0
+        self.stopped = False
+
+    def feed(self, delta: str) -> bool:
+        """Add a delta; return True once a stop sequence has appeared (the caller should stop generating)."""
+        if self.stopped:
+            return True
+        self.text += delta
+        cut, hit = cut_at_stop(self.text, self.stop)
+        if hit:
+            self.text, self.stopped = cut, True
+            self._emit(len(cut))
+            return True
+        hold = max((k for s in self.stop for k in range(1, len(s)) if self.text.endswith(s[:k])), default=0)
+        self._emit(len(self.text) - hold)
+        return False
+
+    def finish(self) -> str:
+        self._emit(len(self.text))
+        return self.text
+
+    def _emit(self, upto: int) -> None:
+        if upto > self.sent and self.on_token is not None:
+            self.on_token(self.text[self.sent : upto])
+        self.sent = max(self.sent, upto)

@@ -1,0 +1,280 @@
+"""The trajectory schema and the recorder every graph uses, so that every model call lands in its run.
+
+A run is one question answered by one agent: ordered steps (model calls, tool calls, events), the final
+answer, a status, and score fields that benchmarks fill in later. Distillation reads these records back;
+nothing is ever parsed out of log text.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from agentdistill.models.base import ChatModel, Completion, Message, TokenCallback
+
+if TYPE_CHECKING:
+    from agentdistill.memory.trajectories import TrajectoryStore
+
+SCHEMA_VERSION = 1
+RunStatus = Literal["running", "ok", "max_steps", "error"]
+StepKind = Literal["model", "tool", "event"]
+
+
+@dataclass(frozen=True)
+class StepError:
+    """A typed failure: `kind` is a short machine-readable class (parse_error, unknown_tool, timeout, ...)."""
+
+    kind: str
+    message: str
+
+
+@dataclass(kw_only=True)
+class Step:
+    """One model call, tool call or event of a run, in order."""
+
+    run_id: str
+    index: int
+    kind: StepKind
+    node: str  # graph node that made the step
+    role: str = "policy"  # which model role: policy, parser, planner, decomposer, ... (one spec per role)
+    model: str | None = None  # spec of the model that answered
+    messages_in: list[Message] = field(default_factory=list)  # exactly what the model saw
+    completion: str | None = None  # the (first) completion, stop sequences already cut
+    samples: list[str] = field(default_factory=list)  # all completions when n > 1 (SAG keeps every sample)
+    params: dict[str, Any] = field(default_factory=dict)  # temperature, n, stop, max_tokens of the call
+    parsed: dict[str, Any] | None = None  # the action parsed from the completion, filled by the graph
+    tool: str | None = None
+    tool_args: dict[str, Any] | None = None
+    observation: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    error: StepError | None = None
+    data: dict[str, Any] = field(default_factory=dict)  # free-form event payload (e.g. LAG's sub-question chain)
+    created_at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Step:
+        data = dict(raw)
+        if data.get("error") is not None:
+            data["error"] = StepError(**data["error"])
+        return cls(**data)
+
+
+@dataclass(kw_only=True)
+class Run:
+    """One question answered by one agent, with everything needed to score it and to learn from it."""
+
+    id: str
+    agent: str
+    question: str
+    models: dict[str, str] = field(default_factory=dict)  # role -> model spec
+    status: RunStatus = "running"
+    answer: str | None = None
+    error: StepError | None = None
+    score: float | None = None  # filled by benchmarks: 1.0 correct, 0.0 wrong
+    metrics: dict[str, Any] = field(default_factory=dict)  # em, f1, ... from the benchmark metric
+    suite: str | None = None
+    item_id: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    created_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    schema_version: int = SCHEMA_VERSION
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(s.prompt_tokens for s in self.steps)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(s.completion_tokens for s in self.steps)
+
+    @property
+    def model_calls(self) -> int:
+        return sum(1 for s in self.steps if s.kind == "model")
+
+    @property
+    def duration_s(self) -> float | None:
+        return None if self.finished_at is None else self.finished_at - self.created_at
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["steps"] = [s.to_dict() for s in self.steps]
+        return data
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Run:
+        data = dict(raw)
+        data["steps"] = [Step.from_dict(s) for s in data.get("steps", [])]
+        if data.get("error") is not None:
+            data["error"] = StepError(**data["error"])
+        return cls(**data)
+
+
+def error_kind(exc: BaseException) -> str:
+    """The `kind` recorded for an exception: its own `kind` attribute when it has one, else its class name."""
+    return str(getattr(exc, "kind", None) or type(exc).__name__)
+
+
+@dataclass(frozen=True)
+class _Cursor:
+    run_id: str
+    node: str
+
+
+class Recorder:
+    """Records runs into a TrajectoryStore. A graph wraps its model once and wraps each node once.
+
+    The current run is carried in a context variable that `node()` sets from `state["run_id"]` for the
+    duration of the node, so concurrent runs through one graph never mix their steps. With `store=None`
+    nothing is written (a graph built without recording still calls the same code).
+    """
+
+    def __init__(self, store: TrajectoryStore | None, *, agent: str, meta: Mapping[str, Any] | None = None) -> None:
+        self.store = store
+        self.agent = agent
+        self.meta = dict(meta or {})
+        self.roles: dict[str, str] = {}
+        self._cursor: contextvars.ContextVar[_Cursor | None] = contextvars.ContextVar(
+            f"recorder-{id(self)}", default=None
+        )
+        self._counters: dict[str, int] = {}
+
+    # -- runs -----------------------------------------------------------------------------------------
+    def start(self, question: str, *, meta: Mapping[str, Any] | None = None, run_id: str | None = None) -> str:
+        """Open a run and return its id; the graph keeps the id in its state."""
+        run = Run(
+            id=run_id or uuid.uuid4().hex,
+            agent=self.agent,
+            question=question,
+            models=dict(self.roles),
+            meta={**self.meta, **(meta or {})},
+        )
+        self._counters[run.id] = 0
+        if self.store is not None:
+            self.store.start_run(run)
+        return run.id
+
+    def finish(self, run_id: str, *, status: RunStatus, answer: str | None, error: StepError | None = None) -> None:
+        self._counters.pop(run_id, None)
+        if self.store is not None:
+            self.store.finish_run(run_id, status=status, answer=answer, error=error)
+
+    # -- wrapping ---------------------------------------------------------------------------------------
+    def wrap(self, model: ChatModel, *, role: str = "policy") -> ChatModel:
+        """Return a model whose every call is recorded as a step of the current run."""
+        self.roles[role] = model.spec
+        return RecordingModel(model, self, role)
+
+    def node(self, fn: Callable[[Any], Any], name: str | None = None) -> Callable[[Any], Any]:
+        """Wrap a graph node: steps it records land in `state["run_id"]`; an exception ends the run as error."""
+        node_name = name or fn.__name__
+
+        @functools.wraps(fn)
+        def wrapped(state: Any) -> Any:
+            run_id = state.get("run_id") if isinstance(state, Mapping) else None
+            token = self._cursor.set(_Cursor(run_id, node_name) if run_id else None)
+            try:
+                return fn(state)
+            except Exception as exc:
+                if run_id:
+                    self.finish(run_id, status="error", answer=None, error=StepError(error_kind(exc), str(exc)))
+                raise
+            finally:
+                self._cursor.reset(token)
+
+        return wrapped
+
+    # -- steps --------------------------------------------------------------------------------------------
+    def _next_index(self, run_id: str) -> int:
+        index = self._counters.get(run_id, 0)
+        self._counters[run_id] = index + 1
+        return index
+
+    def record(self, **fields: Any) -> Step | None:
+        """Append a step to the current run (no-op outside a recorded node). Returns the step written."""
+        cursor = self._cursor.get()
+        if cursor is None:
+            return None
+        step = Step(run_id=cursor.run_id, index=self._next_index(cursor.run_id), node=cursor.node, **fields)
+        if self.store is not None:
+            self.store.append_step(step)
+        return step
+
+    def tool(
+        self, name: str, args: Mapping[str, Any] | None, observation: str, *, error: StepError | None = None
+    ) -> None:
+        """Record a tool call and what it returned to the model."""
+        self.record(kind="tool", tool=name, tool_args=dict(args or {}), observation=observation, error=error)
+
+    def event(self, name: str, data: Mapping[str, Any]) -> None:
+        """Record a structured event (a plan, a sub-question chain, a vote) that is not a model or tool call."""
+        self.record(kind="event", role=name, data=dict(data))
+
+    def annotate_last(self, parsed: Mapping[str, Any] | None = None, error: StepError | None = None) -> None:
+        """Attach the parsed action (or parse error) to the latest model step of the current run."""
+        cursor = self._cursor.get()
+        if cursor is None or self.store is None:
+            return
+        self.store.annotate_last_model_step(cursor.run_id, parsed=dict(parsed) if parsed else None, error=error)
+
+
+class RecordingModel:
+    """A ChatModel that records each call (prompt, completions, usage, latency, error) before returning it."""
+
+    def __init__(self, inner: ChatModel, recorder: Recorder, role: str) -> None:
+        self.inner = inner
+        self.recorder = recorder
+        self.role = role
+        self.spec = inner.spec
+
+    def generate(
+        self,
+        messages: Sequence[Message],
+        *,
+        stop: Sequence[str] = (),
+        max_tokens: int = 512,
+        temperature: float = 0.0,
+        n: int = 1,
+        seed: int | None = None,
+        on_token: TokenCallback | None = None,
+    ) -> list[Completion]:
+        params = {"stop": list(stop), "max_tokens": max_tokens, "temperature": temperature, "n": n, "seed": seed}
+        started = time.perf_counter()
+        try:
+            out = self.inner.generate(
+                messages, stop=stop, max_tokens=max_tokens, temperature=temperature, n=n, seed=seed, on_token=on_token
+            )
+        except Exception as exc:
+            self.recorder.record(
+                kind="model",
+                role=self.role,
+                model=self.spec,
+                messages_in=[dict(m) for m in messages],  # type: ignore[misc]
+                params=params,
+                latency_s=time.perf_counter() - started,
+                error=StepError(error_kind(exc), str(exc)),
+            )
+            raise
+        self.recorder.record(
+            kind="model",
+            role=self.role,
+            model=self.spec,
+            messages_in=[dict(m) for m in messages],  # type: ignore[misc]
+            completion=out[0].text if out else None,
+            samples=[c.text for c in out] if n > 1 else [],
+            params=params,
+            prompt_tokens=out[0].usage.prompt_tokens if out else 0,
+            completion_tokens=sum(c.usage.completion_tokens for c in out),
+            latency_s=time.perf_counter() - started,
+        )
+        return out
