@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from agentdistill.commands.common import emit_json, json_option, settings, table
+from agentdistill.errors import UnknownModelSpec
 from agentdistill.models import backend_names
 
 _SPEC_HELP = {
@@ -48,7 +49,9 @@ def info(ctx: click.Context, spec: str, load: bool, as_json: bool) -> None:
     """Describe a model spec; with --load, load it and report where it runs."""
     from agentdistill.models import make_chat_model
 
-    backend, _, rest = spec.partition(":")
+    backend, sep, rest = spec.partition(":")
+    if not sep or not rest or backend not in backend_names():
+        raise UnknownModelSpec(spec, known=backend_names())
     data: dict = {"spec": spec, "backend": backend}
     if backend == "local":
         from agentdistill.models.packaged import find_packaged, is_installed
