@@ -9,6 +9,8 @@ from pathlib import Path
 import click
 
 from agentdistill import __version__
+from agentdistill.commands.chat import ask, chat
+from agentdistill.commands.demo import demo
 from agentdistill.commands.kb import kb
 from agentdistill.commands.models import models
 from agentdistill.commands.trajectories import trajectories
@@ -35,7 +37,7 @@ def version() -> None:
     click.echo(f"agentdistill {__version__}")
 
 
-for group in (models, trajectories, kb):
+for group in (chat, ask, demo, kb, models, trajectories):
     cli.add_command(group)
 
 

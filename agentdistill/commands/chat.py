@@ -1,0 +1,311 @@
+"""`agentdistill chat` (a REPL with persisted threads) and `agentdistill ask` (one question, optionally JSON).
+
+Both build the same agent graphs as benchmarks do (agents/factory.py) and record every turn as a run in
+the trajectory store. Chat threads live in LangGraph's SqliteSaver at `<home>/threads.db`, next to a
+small `chat_threads` table that remembers each thread's agent and first question for `/threads`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+from agentdistill.agents.factory import AGENTS, build_agent
+from agentdistill.commands.common import emit_json, json_option, settings
+from agentdistill.config import Settings
+from agentdistill.errors import AgentDistillError
+from agentdistill.memory.knowledge import KnowledgeStore, StoreNotFound, build_store, open_store, sample_kb_path
+from agentdistill.memory.trajectories import TrajectoryStore
+from agentdistill.models import make_chat_model
+from agentdistill.trajectory import Recorder, Step
+
+OBSERVATION_LINES = 3  # lines of each tool result shown in the chat; the full text is in the trajectory
+
+
+class ThreadAgentMismatch(AgentDistillError):
+    def __init__(self, thread_id: str, agent: str, wanted: str) -> None:
+        super().__init__(
+            f"thread {thread_id!r} was started with the {agent} agent, not {wanted}: resume it with "
+            f"`--agent {agent} --thread {thread_id}`, or start a new thread."
+        )
+
+
+def open_kb(config: Settings, name: str) -> KnowledgeStore | None:
+    """The knowledge store `name` under `<home>/kb` ("none": no KB); "sample" is built from the package on first use."""
+    if name == "none":
+        return None
+    device = None if config.device == "auto" else config.device
+    try:
+        return open_store(name, config.kb_root, device=device)
+    except StoreNotFound:
+        if name != "sample":
+            raise
+    click.echo(f"building the sample knowledge base in {config.kb_root} (first use only)...", err=True)
+    return build_store("sample", config.kb_root, sample_kb_path(), device=device)
+
+
+class EchoRecorder(Recorder):
+    """A Recorder that also hands each step to `on_step` as it lands, so the chat can show tool calls live."""
+
+    def __init__(self, store: TrajectoryStore | None, *, agent: str, on_step: Callable[[Step], None]) -> None:
+        super().__init__(store, agent=agent)
+        self.on_step = on_step
+
+    def record(self, **fields: Any) -> Step | None:
+        step = super().record(**fields)
+        if step is not None:
+            self.on_step(step)
+        return step
+
+
+class ThreadIndex:
+    """Which agent owns each chat thread and what it was first asked; SqliteSaver itself keeps the state."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS chat_threads (thread_id TEXT PRIMARY KEY, agent TEXT NOT NULL, "
+            "first_question TEXT NOT NULL, turns INTEGER NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL)"
+        )
+
+    def agent_of(self, thread_id: str) -> str | None:
+        row = self._db.execute("SELECT agent FROM chat_threads WHERE thread_id=?", (thread_id,)).fetchone()
+        return row[0] if row else None
+
+    def turns(self, thread_id: str) -> int:
+        row = self._db.execute("SELECT turns FROM chat_threads WHERE thread_id=?", (thread_id,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def add_turn(self, thread_id: str, agent: str, question: str) -> None:
+        now = time.time()
+        self._db.execute(
+            "INSERT INTO chat_threads VALUES (?,?,?,1,?,?) "
+            "ON CONFLICT(thread_id) DO UPDATE SET turns=turns+1, updated_at=excluded.updated_at",
+            (thread_id, agent, question, now, now),
+        )
+
+    def rows(self) -> list[tuple[str, str, str, int, float]]:
+        """(thread_id, agent, first question, turns, updated_at), most recently used first."""
+        sql = "SELECT thread_id, agent, first_question, turns, updated_at FROM chat_threads ORDER BY updated_at DESC"
+        return [tuple(row) for row in self._db.execute(sql).fetchall()]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+@dataclass
+class Turn:
+    """The outcome of one question, as `ask --json` prints it."""
+
+    answer: str | None
+    status: str
+    run_id: str
+    steps: int  # model calls
+    tool_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    error: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        tokens = self.prompt_tokens + self.completion_tokens
+        return {**self.__dict__, "tokens": tokens, "latency_s": round(self.latency_s, 3)}
+
+
+def run_turn(graph: Any, store: TrajectoryStore, question: str, config: dict[str, Any] | None = None) -> Turn:
+    """Ask `graph` one question and summarise the recorded run (steps and tokens come from the store)."""
+    started = time.perf_counter()
+    out = graph.invoke({"question": question}, config=config)
+    latency = time.perf_counter() - started
+    run = store.get(out["run_id"])
+    return Turn(
+        answer=out.get("answer"), status=out.get("status", run.status), run_id=run.id, steps=run.model_calls,
+        tool_calls=sum(1 for s in run.steps if s.kind == "tool"), prompt_tokens=run.prompt_tokens,
+        completion_tokens=run.completion_tokens, latency_s=latency,
+        error=out.get("error") or (run.error.message if run.error else None),
+    )  # fmt: skip
+
+
+_agent_option = click.option("--agent", type=click.Choice(AGENTS), default="react", show_default=True)
+_model_option = click.option(
+    "--model", "model_spec", help="Model spec, e.g. local:qwen2.5-coder-0.5b (default: config)."
+)
+_kb_option = click.option(
+    "--kb",
+    "kb_name",
+    default="sample",
+    show_default=True,
+    help="Knowledge base name under <home>/kb; 'none' for no KB.",
+)
+_steps_option = click.option(
+    "--max-steps", type=click.IntRange(min=1), help="Model calls per question (agent default)."
+)
+
+
+@click.command()
+@click.argument("question")
+@_agent_option
+@_model_option
+@_kb_option
+@_steps_option
+@json_option
+@click.pass_context
+def ask(
+    ctx: click.Context, question: str, agent: str, model_spec: str | None, kb_name: str, max_steps: int | None,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Ask one question and print the answer (exit 1 when the agent ends without one)."""
+    config = settings(ctx)
+    model = make_chat_model(model_spec or config.model, config.model_options())
+    with TrajectoryStore.open(config.trajectories_path) as store:
+        recorder = Recorder(store, agent=agent, meta={"interface": "ask"})
+        graph = build_agent(agent, model, kb=open_kb(config, kb_name), recorder=recorder, max_steps=max_steps)
+        turn = run_turn(graph, store, question)
+    if as_json:
+        emit_json(turn.to_json())
+    elif turn.status == "ok":
+        click.echo(turn.answer)
+    else:
+        guess = f" (best guess: {turn.answer})" if turn.answer else ""
+        click.echo(f"[{turn.status}] {turn.error or 'no answer'}{guess}", err=True)
+    if turn.status != "ok":
+        ctx.exit(1)
+
+
+class ChatPrinter:
+    """Writes streamed tokens and recorded tool calls to the terminal; `quiet` shows only answers."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.at_line_start = True
+
+    def token(self, text: str) -> None:
+        if not self.quiet and text:
+            click.secho(text, nl=False, dim=True)
+            self.at_line_start = text.endswith("\n")
+
+    def step(self, step: Step) -> None:
+        if self.quiet:
+            return
+        self.newline()
+        if step.kind == "tool":
+            args = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in (step.tool_args or {}).items())
+            click.secho(f"  -> {step.tool}({args})", fg="cyan")
+            lines = (step.observation or "").splitlines() or [""]
+            more = f" ... ({len(lines) - OBSERVATION_LINES} more lines)" if len(lines) > OBSERVATION_LINES else ""
+            for i, line in enumerate(lines[:OBSERVATION_LINES]):
+                tail = more if i == OBSERVATION_LINES - 1 else ""
+                click.secho(f"     {line[:200]}{tail}", fg="red" if step.error else None, dim=not step.error)
+        elif step.kind == "event":
+            click.secho(f"  . {step.role}: {json.dumps(step.data, ensure_ascii=False, default=str)[:200]}", dim=True)
+
+    def newline(self) -> None:
+        if not self.at_line_start:
+            click.echo()
+            self.at_line_start = True
+
+    def turn(self, turn: Turn) -> None:
+        self.newline()
+        if turn.status == "ok":
+            click.secho(turn.answer if self.quiet else f"answer: {turn.answer}", bold=not self.quiet)
+        else:
+            guess = f" (best guess: {turn.answer})" if turn.answer else ""
+            click.secho(f"[{turn.status}] {turn.error or 'no answer'}{guess}", fg="yellow")
+        if not self.quiet:
+            tokens = turn.prompt_tokens + turn.completion_tokens
+            click.secho(
+                f"  run {turn.run_id[:12]} | {turn.steps} model calls | {turn.tool_calls} tool calls | "
+                f"{tokens} tokens | {turn.latency_s:.1f} s",
+                dim=True,
+            )
+
+
+@click.command()
+@_agent_option
+@_model_option
+@_kb_option
+@click.option("--thread", "thread_id", help="Resume this thread (see /threads); a new id starts a thread by that name.")
+@click.option("--quiet", is_flag=True, help="Show only answers: no streamed reasoning, no tool calls.")
+@_steps_option
+@click.pass_context
+def chat(
+    ctx: click.Context, agent: str, model_spec: str | None, kb_name: str, thread_id: str | None, quiet: bool,
+    max_steps: int | None,
+) -> None:  # fmt: skip
+    """Talk to an agent. Threads persist across restarts; commands: /new, /threads, /exit."""
+    config = settings(ctx)
+    thread = thread_id or uuid.uuid4().hex[:8]
+    index = ThreadIndex(config.threads_path)
+    owner = index.agent_of(thread)
+    if owner is not None and owner != agent:
+        index.close()
+        raise ThreadAgentMismatch(thread, owner, agent)
+    model = make_chat_model(model_spec or config.model, config.model_options())
+    printer = ChatPrinter(quiet)
+    conn = sqlite3.connect(config.threads_path, check_same_thread=False, timeout=30)
+    try:
+        with TrajectoryStore.open(config.trajectories_path) as store:
+            recorder = EchoRecorder(store, agent=agent, on_step=printer.step)
+            graph = build_agent(
+                agent, model, kb=open_kb(config, kb_name), recorder=recorder, checkpointer=SqliteSaver(conn),
+                max_steps=max_steps, on_token=printer.token,
+            )  # fmt: skip
+            turns = index.turns(thread)
+            state = f"resumed, {turns} earlier turns" if turns else "new"
+            click.echo(f"agentdistill chat | {agent} | {model.spec} | thread {thread} ({state}) | /new /threads /exit")
+            _repl(graph, store, index, agent, thread, printer)
+    finally:
+        conn.close()
+        index.close()
+
+
+def _repl(
+    graph: Any, store: TrajectoryStore, index: ThreadIndex, agent: str, thread: str, printer: ChatPrinter
+) -> None:
+    while True:
+        try:
+            line = input("you> ")
+        except (EOFError, KeyboardInterrupt):
+            click.echo()
+            return
+        question = line.strip()
+        if not question:
+            continue
+        if question in ("/exit", "/quit"):
+            return
+        if question == "/new":
+            thread = uuid.uuid4().hex[:8]
+            click.echo(f"new thread {thread}")
+        elif question == "/threads":
+            _print_threads(index, thread)
+        elif question.startswith("/"):
+            click.echo(f"unknown command {question!r}: use /new, /threads or /exit")
+        else:
+            try:
+                turn = run_turn(graph, store, question, {"configurable": {"thread_id": thread}})
+            except AgentDistillError as exc:  # a failed turn (endpoint down, ...) is recorded; the chat goes on
+                printer.newline()
+                click.secho(f"error: {exc}", fg="red")
+                continue
+            index.add_turn(thread, agent, question)
+            printer.turn(turn)
+
+
+def _print_threads(index: ThreadIndex, current: str) -> None:
+    rows = index.rows()
+    if not rows:
+        click.echo("no threads yet")
+    for thread_id, agent, first, turns, updated in rows:
+        mark = "*" if thread_id == current else " "
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(updated))
+        click.echo(f"{mark} {thread_id}  {agent:<7} {turns:>3} turns  {when}  {first[:70]}")

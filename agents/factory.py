@@ -1,0 +1,132 @@
+"""`build_agent(name, model, ...)`: one agent graph with its default tools, for the CLI, benchmarks and distill.
+
+Each graph file takes tools as a parameter and knows nothing about knowledge bases or sandboxes; this
+module is the one place that decides which tools each agent gets by default:
+- react: KB `search` + `lookup` (when a KB is given) and the math tools;
+- codeact: a Python sandbox whose code can call KB `search`, with sympy imported;
+- lag: KB `search` (it cannot run without one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph.state import CompiledStateGraph
+
+from agentdistill.agents.codeact import build_codeact_graph
+from agentdistill.agents.lag import build_lag_graph
+from agentdistill.agents.react import build_react_graph
+from agentdistill.errors import AgentDistillError
+from agentdistill.memory.knowledge import KnowledgeStore
+from agentdistill.models.base import ChatModel, Completion, Message, TokenCallback
+from agentdistill.tools.base import Tool
+from agentdistill.tools.math import make_math_tools
+from agentdistill.tools.python_sandbox import PythonSandbox, SandboxConfig
+from agentdistill.tools.retrieval import make_lookup_tool, make_search_tool
+from agentdistill.trajectory import Recorder
+
+AGENTS = ("react", "codeact", "lag")
+BUILDERS: Mapping[str, Callable[..., CompiledStateGraph]] = {
+    "react": build_react_graph,
+    "codeact": build_codeact_graph,
+    "lag": build_lag_graph,
+}
+
+
+class UnknownAgent(AgentDistillError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown agent {name!r}: choose one of {', '.join(AGENTS)}.")
+        self.name = name
+
+
+class KnowledgeBaseRequired(AgentDistillError):
+    def __init__(self, agent: str) -> None:
+        super().__init__(
+            f"the {agent} agent answers from a knowledge base: pass --kb NAME (`agentdistill kb list` shows them; "
+            "`--kb sample` is the shipped one)."
+        )
+
+
+class StreamingModel:
+    """Passes every single-sample call's text deltas to `on_token`, so any graph streams without knowing it.
+
+    The graph files take no streaming parameter: the chat wraps the model once, before the recorder does.
+    Calls with n > 1 (SAG samples) are not streamed: their deltas would interleave.
+    """
+
+    def __init__(self, inner: ChatModel, on_token: TokenCallback) -> None:
+        self.inner = inner
+        self.on_token = on_token
+        self.spec = inner.spec
+
+    def generate(
+        self,
+        messages: Sequence[Message],
+        *,
+        stop: Sequence[str] = (),
+        max_tokens: int = 512,
+        temperature: float = 0.0,
+        n: int = 1,
+        seed: int | None = None,
+        on_token: TokenCallback | None = None,
+    ) -> list[Completion]:
+        sink = on_token or (self.on_token if n == 1 else None)
+        return self.inner.generate(
+            messages, stop=stop, max_tokens=max_tokens, temperature=temperature, n=n, seed=seed, on_token=sink
+        )
+
+
+def default_tools(name: str, kb: KnowledgeStore | None) -> list[Tool]:
+    """The tools `build_agent` gives agent `name` (codeact's are the host tools its sandbox can call)."""
+    check_agent(name)
+    kb_tools = [] if kb is None else [make_search_tool(kb), make_lookup_tool(kb)]
+    if name == "react":
+        return [*kb_tools, *make_math_tools()]
+    if name == "codeact":
+        return kb_tools[:1]  # sympy is imported inside the sandbox: calculations are plain code there
+    if kb is None:
+        raise KnowledgeBaseRequired(name)
+    return kb_tools[:1]
+
+
+def check_agent(name: str) -> str:
+    if name not in AGENTS:
+        raise UnknownAgent(name)
+    return name
+
+
+def build_agent(
+    name: str,
+    model: ChatModel,
+    *,
+    kb: KnowledgeStore | None,
+    recorder: Recorder | None,
+    checkpointer: BaseCheckpointSaver | None = None,
+    max_steps: int | None = None,
+    sandbox: PythonSandbox | None = None,
+    prompts_dir: Path | None = None,
+    on_token: TokenCallback | None = None,
+    tools: Sequence[Tool] | None = None,
+    **options: Any,
+) -> CompiledStateGraph:
+    """Build agent `name` around `model` with its default tools (or `tools` instead).
+
+    `options` go to the graph builder unchanged (e.g. codeact's FTP/SAG settings, lag's `k`), so a typo
+    fails there with Python's own "unexpected keyword argument". `on_token` streams every single-sample
+    model call's text as it is produced. `recorder` None records nothing.
+    """
+    check_agent(name)
+    recorder = recorder or Recorder(None, agent=name)
+    if on_token is not None:
+        model = StreamingModel(model, on_token)
+    chosen = list(tools) if tools is not None else default_tools(name, kb)
+    common: dict[str, Any] = {"checkpointer": checkpointer, "recorder": recorder, "prompts_dir": prompts_dir}
+    if max_steps is not None:
+        common["max_steps"] = max_steps
+    if name == "codeact":
+        # sympy is importable in any sandbox; importing it up front saves each first cell ~1 s.
+        options = {**options, "sandbox": sandbox or PythonSandbox(SandboxConfig(), preamble="import sympy")}
+    return BUILDERS[name](model, chosen, **common, **options)

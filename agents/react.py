@@ -1,0 +1,163 @@
+"""ReAct over text: the model writes Thought / Action / Action Input, we run the tool and reply "Observation: ...".
+
+Small models follow this text protocol far better than JSON tool calls (LLaMP, FireAct). Stop sequences
+cut generation at "Observation:", so the model never reads an observation it invented. Every model fault
+(an unparsable turn, an unknown tool, bad arguments, a tool that raises) goes back as an observation
+the model can act on; a bug of ours raises. Native tool calling for `openai:` models is not implemented:
+the text protocol runs unchanged on every backend, which is what lets a student replace its teacher.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypedDict
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from agentdistill.agents.common import Status, check_question, load_prompt, max_steps_message
+from agentdistill.agents.react_parse import FinalAnswer, ReactAction, parse_react, to_tool_call
+from agentdistill.errors import ConfigError
+from agentdistill.models.base import ChatModel, Message, assistant, system, user
+from agentdistill.tools.base import ParseFault, Tool, render_tools, run_tool
+from agentdistill.trajectory import Recorder, StepError
+
+__all__ = ["STOP", "FinalAnswer", "ReactAction", "ReactState", "build_react_graph", "parse_react", "react_messages"]
+
+STOP = ["\nObservation:", "Observation:"]  # small models invent observations; cut generation there
+OBSERVATION_LIMIT = 3000  # characters of a tool result shown to the model; small contexts fill fast
+# Small models repeat an action word for word until max_steps; the note tells them (Qwen-0.5B often ignores it).
+REPEAT_NOTE = "(You already ran this exact action in this question: use its result, try another input, or answer.)"
+
+
+class ReactState(TypedDict, total=False):
+    question: str  # this turn's question (the graph's input)
+    run_id: str  # the trajectory run recording this turn
+    messages: list[Message]  # this turn's conversation with the model; rebuilt at the start of every turn
+    steps: int  # model calls made this turn
+    action: dict[str, Any] | None  # what `think` parsed for `act`: {"tool", "args"} or {"fault"}
+    done_actions: list[str]  # tool calls run this turn (canonical JSON), to point out a repeated one
+    candidate: str | None  # a Final Answer written after an Action (a guess made before the tool ran)
+    answer: str | None
+    status: Status
+    error: str | None  # why the turn ended without an answer (max_steps), for the caller to show
+    history: list[list[str]]  # [question, answer] of earlier turns on this thread (kept by the checkpointer)
+
+
+def react_messages(
+    question: str, history: Sequence[Sequence[str]], tools: Sequence[Tool], prompts_dir: Path | None = None
+) -> list[Message]:
+    """The opening messages of a turn: format + tool list as system, earlier turns + the question as user."""
+    system_text = load_prompt("react_system", prompts_dir).format(
+        tools=render_tools(tools), tool_names=", ".join(t.name for t in tools) or "none"
+    )
+    earlier = "".join(f"Q: {q}\nA: {a or '(no answer)'}\n" for q, a in history)
+    context = f"Earlier in this conversation:\n{earlier}\n" if earlier else ""
+    user_text = load_prompt("react_user", prompts_dir).format(question=question, history=context)
+    return [system(system_text.strip()), user(user_text.strip())]
+
+
+def build_react_graph(
+    model: ChatModel,
+    tools: Sequence[Tool],
+    *,
+    max_steps: int = 8,
+    checkpointer: BaseCheckpointSaver | None = None,
+    recorder: Recorder | None = None,
+    prompts_dir: Path | None = None,
+    max_tokens: int = 256,
+) -> CompiledStateGraph:
+    """Teacher or student, the graph is identical: the model is an argument, never looked up.
+
+    With a checkpointer, each `invoke({"question": q}, config={"configurable": {"thread_id": t}})` is a
+    new turn (a new recorded run) that sees the thread's earlier questions and answers.
+    """
+    if max_steps < 1:
+        raise ConfigError("max_steps", max_steps, "a positive number of model calls per question")
+    recorder = recorder or Recorder(None, agent="react")
+    model = recorder.wrap(model, role="policy")  # wrapped once, so no node can forget to record a call
+    by_name: Mapping[str, Tool] = {tool.name: tool for tool in tools}
+    react_messages("", [], tools, prompts_dir)  # a broken override template fails now, not mid-chat
+    # The cue after the observation matters: without it Qwen2.5-Coder-0.5B often echoes "Observation: ..."
+    # back, which the stop sequence cuts to an empty turn.
+    observation_template = load_prompt("react_observation", prompts_dir).strip()
+
+    def start(state: ReactState, config: RunnableConfig) -> dict[str, Any]:
+        question = check_question(state.get("question"))
+        history = state.get("history") or []
+        thread = (config.get("configurable") or {}).get("thread_id")
+        run_id = recorder.start(question, meta={"thread_id": thread, "turn": len(history)} if thread else None)
+        return {
+            "question": question, "run_id": run_id, "messages": react_messages(question, history, tools, prompts_dir),
+            "steps": 0, "action": None, "done_actions": [], "candidate": None, "answer": None, "status": "running",
+            "error": None,
+        }  # fmt: skip
+
+    def think(state: ReactState) -> dict[str, Any]:
+        [reply] = model.generate(state["messages"], stop=STOP, max_tokens=max_tokens, temperature=0.0)
+        parsed, steps = parse_react(reply.text), state["steps"] + 1
+        update: dict[str, Any] = {"steps": steps}
+        if isinstance(parsed, FinalAnswer):
+            recorder.annotate_last(parsed={"thought": parsed.thought, "final_answer": parsed.text})
+            return {**update, "messages": [*state["messages"], assistant(reply.text)], "answer": parsed.text,
+                    "status": "ok"}  # fmt: skip
+        if isinstance(parsed, ReactAction):
+            recorder.annotate_last(parsed={"thought": parsed.thought, "tool": parsed.tool, "args": parsed.args})
+            kept, action = parsed.kept, {"tool": parsed.tool, "args": parsed.args}
+            update["candidate"] = parsed.candidate or state.get("candidate")
+        else:
+            recorder.annotate_last(error=StepError("parse_error", parsed.message))
+            kept, action = reply.text, {"fault": parsed.message}
+        done = steps >= max_steps  # the last call's action would never be seen again, so it is not run
+        return {**update, "messages": [*state["messages"], assistant(kept)], "action": None if done else action,
+                "status": "max_steps" if done else "running"}  # fmt: skip
+
+    def act(state: ReactState) -> dict[str, Any]:
+        action, done = state["action"] or {}, list(state.get("done_actions") or [])
+        if "fault" in action:  # already recorded on the model step as a parse_error
+            observation = run_tool(by_name, ParseFault(action["fault"])).text
+        else:
+            call = to_tool_call(action["tool"], action["args"], by_name)
+            try:
+                result = run_tool(by_name, call)
+                observation, kind = result.text, result.error_kind
+            except Exception as exc:  # a tool that raises is reported to the model, not the user
+                observation, kind = f"Error: tool {call.name!r} failed: {type(exc).__name__}: {exc}", "tool_exception"
+            recorder.tool(call.name, call.args, observation, error=StepError(kind, observation) if kind else None)
+            key = json.dumps([call.name, call.args], sort_keys=True, default=str)
+            note = f"\n{REPEAT_NOTE}" if key in done else ""
+            observation, done = _clip(observation) + note, [*done, key]
+        messages = [*state["messages"], user(observation_template.format(observation=_clip(observation)))]
+        return {"messages": messages, "action": None, "done_actions": done}
+
+    def finish(state: ReactState) -> dict[str, Any]:
+        status = state["status"]
+        # At max_steps the best answer so far is a Final Answer the model wrote after an Action, if any;
+        # an observation is not an answer, so otherwise there is none.
+        answer = state.get("answer") if status == "ok" else state.get("candidate")
+        error = StepError("max_steps", max_steps_message(max_steps)) if status == "max_steps" else None
+        recorder.finish(state["run_id"], status=status, answer=answer, error=error)
+        history = [*(state.get("history") or []), [state["question"], answer or ""]]
+        return {"answer": answer, "error": error.message if error else None, "history": history}
+
+    graph = StateGraph(ReactState)
+    # `start` is not wrapped by recorder.node: on a thread, the state it receives still carries the previous
+    # turn's run_id, and a failure here (an empty question) must not be booked against that finished run.
+    graph.add_node("start", start)
+    for node in (think, act, finish):
+        graph.add_node(node.__name__, recorder.node(node))
+    graph.add_edge(START, "start")
+    graph.add_edge("start", "think")
+    graph.add_conditional_edges("think", lambda s: "act" if s["status"] == "running" else "finish", ["act", "finish"])
+    graph.add_edge("act", "think")
+    graph.add_edge("finish", END)
+    # think + act per step, plus start and finish: the default limit (25) would cut runs of over 12 steps.
+    return graph.compile(checkpointer=checkpointer).with_config(recursion_limit=2 * max_steps + 10)
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= OBSERVATION_LIMIT else text[:OBSERVATION_LIMIT] + " ...(truncated)"

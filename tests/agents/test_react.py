@@ -1,0 +1,279 @@
+"""The ReAct graph with a scripted model, a real SQLite trajectory store and real SQLite checkpoints."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+from agentdistill.agents.common import EmptyQuestion
+from agentdistill.agents.react import REPEAT_NOTE, STOP, FinalAnswer, ReactAction, build_react_graph, parse_react
+from agentdistill.agents.react_parse import to_tool_call
+from agentdistill.errors import ConfigError
+from agentdistill.memory.trajectories import TrajectoryStore
+from agentdistill.models.scripted import ScriptedModel
+from agentdistill.tools.base import ParseFault, Tool, ToolCall
+from agentdistill.trajectory import Recorder
+
+CUE = "\n\nContinue with your next Thought."  # prompts/react_observation.txt: stops small models echoing it
+CORPUS = {
+    "capital of australia": "[1] Canberra: Canberra is the capital city of Australia.",
+    "population of canberra": "[1] Canberra: Canberra has a population of about 467,000.",
+}
+
+
+def search_over(corpus: dict[str, str]) -> Tool:
+    def search(query: str, k: int = 3) -> str:
+        """Search the knowledge base for `query`."""
+        return corpus.get(query.lower().strip(), "No passages match.")
+
+    return Tool.from_function(search)
+
+
+def boom(x: str) -> str:
+    """Always fails."""
+    raise RuntimeError("disk on fire")
+
+
+@pytest.fixture
+def store(home: Path) -> TrajectoryStore:
+    with TrajectoryStore.open(home / "t.db") as opened:
+        yield opened
+
+
+def graph_for(model: ScriptedModel, store: TrajectoryStore, tools: list[Tool] | None = None, **kw):
+    return build_react_graph(model, tools or [search_over(CORPUS)], recorder=Recorder(store, agent="react"), **kw)
+
+
+def test_happy_path_records_every_call_and_tool(store: TrajectoryStore) -> None:
+    model = ScriptedModel([
+        'Thought: capital first\nAction: search\nAction Input: {"query": "capital of Australia"}',
+        'Thought: now population\nAction: search\nAction Input: {"query": "population of Canberra"}',
+        "Thought: I now know the answer\nFinal Answer: about 467,000",
+    ])  # fmt: skip
+    out = graph_for(model, store).invoke({"question": "  How many people live in Australia's capital? "})
+    assert (out["answer"], out["status"], out["steps"], out["error"]) == ("about 467,000", "ok", 3, None)
+    assert all(call["stop"] == STOP for call in model.calls)
+    [run] = store.runs()
+    assert (run.id, run.agent, run.status, run.answer) == (out["run_id"], "react", "ok", "about 467,000")
+    assert run.question == "How many people live in Australia's capital?"
+    assert [s.kind for s in run.steps] == ["model", "tool", "model", "tool", "model"]
+    assert run.steps[0].parsed == {
+        "thought": "capital first",
+        "tool": "search",
+        "args": {"query": "capital of Australia"},
+    }
+    assert (run.steps[1].tool, run.steps[1].tool_args) == ("search", {"query": "capital of Australia"})
+    assert "Canberra is the capital" in run.steps[1].observation and run.steps[1].error is None
+    assert run.steps[2].messages_in[-1] == {
+        "role": "user",
+        "content": "Observation: [1] Canberra: Canberra is the capital city of Australia." + CUE,
+    }
+    assert run.steps[4].parsed == {"thought": "I now know the answer", "final_answer": "about 467,000"}
+    assert (
+        run.steps[0].messages_in[0]["role"] == "system"
+        and "search(query: str, k: int = 3)" in (run.steps[0].messages_in[0]["content"])
+    )
+
+
+def test_malformed_action_goes_back_with_a_format_hint(store: TrajectoryStore) -> None:
+    model = ScriptedModel(["I am not sure what to do.", "Final Answer: Canberra"])
+    out = graph_for(model, store).invoke({"question": "capital of Australia?"})
+    assert (out["answer"], out["status"]) == ("Canberra", "ok")
+    [run] = store.runs()
+    assert [s.kind for s in run.steps] == ["model", "model"]  # no tool ran for an unparsable turn
+    assert run.steps[0].error.kind == "parse_error"
+    observation = run.steps[1].messages_in[-1]["content"]
+    assert (
+        observation.startswith("Observation: Error: no 'Action:' or 'Final Answer:'") and "Action Input:" in observation
+    )
+
+
+def test_unknown_tool_becomes_an_observation_the_model_can_fix(store: TrajectoryStore) -> None:
+    model = ScriptedModel([
+        'Thought: look it up\nAction: serch\nAction Input: {"query": "capital of Australia"}',
+        'Thought: typo\nAction: search\nAction Input: {"query": "capital of Australia"}',
+        "Final Answer: Canberra",
+    ])  # fmt: skip
+    out = graph_for(model, store).invoke({"question": "What is the capital of Australia?"})
+    assert (out["answer"], out["status"]) == ("Canberra", "ok")
+    [run] = store.runs()
+    assert run.steps[1].error.kind == "unknown_tool"
+    assert "no tool 'serch'" in run.steps[2].messages_in[-1]["content"]
+    assert "Did you mean 'search'?" in run.steps[2].messages_in[-1]["content"]
+
+
+def test_bad_arguments_show_the_usage(store: TrajectoryStore) -> None:
+    model = ScriptedModel(['Action: search\nAction Input: {"k": "many"}', "Final Answer: unknown"])
+    graph_for(model, store).invoke({"question": "q?"})
+    [run] = store.runs()
+    assert run.steps[1].error.kind == "bad_arguments"
+    seen = model.history[1][-1]["content"]
+    assert "missing required argument 'query'" in seen and 'Usage: search(query="...", k=3)' in seen
+
+
+def test_a_tool_that_raises_is_reported_to_the_model_not_the_user(store: TrajectoryStore) -> None:
+    model = ScriptedModel(["Action: boom\nAction Input: anything", "Final Answer: could not tell"])
+    out = graph_for(model, store, [Tool.from_function(boom)]).invoke({"question": "q?"})
+    assert (out["status"], out["answer"]) == ("ok", "could not tell")
+    [run] = store.runs()
+    assert run.steps[1].error.kind == "tool_exception" and run.steps[1].tool_args == {"x": "anything"}
+    assert model.history[1][-1]["content"] == "Observation: Error: tool 'boom' failed: RuntimeError: disk on fire" + CUE
+
+
+def test_max_steps_ends_with_status_message_and_no_invented_answer(store: TrajectoryStore) -> None:
+    action = 'Thought: again\nAction: search\nAction Input: {"query": "nothing"}'
+    model = ScriptedModel([action], repeat_last=True)
+    out = graph_for(model, store, max_steps=3).invoke({"question": "q?"})
+    assert (out["status"], out["answer"], out["steps"]) == ("max_steps", None, 3)
+    assert "stopped after 3 steps" in out["error"]
+    [run] = store.runs()
+    assert run.status == "max_steps" and run.error.kind == "max_steps" and "raise max_steps" in run.error.message
+    assert [s.kind for s in run.steps] == ["model", "tool", "model", "tool", "model"]  # the last action is not run
+    assert REPEAT_NOTE not in model.history[1][-1]["content"] and model.history[2][-1]["content"].endswith(
+        REPEAT_NOTE + CUE
+    )
+
+
+def test_max_steps_keeps_a_final_answer_written_after_an_action_as_best_guess(store: TrajectoryStore) -> None:
+    model = ScriptedModel(
+        ['Action: search\nAction Input: {"query": "capital of Australia"}\nFinal Answer: Sydney'], repeat_last=True
+    )
+    out = graph_for(model, store, max_steps=2).invoke({"question": "capital of Australia?"})
+    assert (out["status"], out["answer"]) == ("max_steps", "Sydney")
+    assert store.runs()[0].answer == "Sydney"
+    # The guess was dropped from the conversation: the model never sees its own ungrounded answer.
+    assert "Final Answer" not in model.history[1][2]["content"]
+
+
+def test_a_hundred_malformed_actions_end_in_max_steps_fast(store: TrajectoryStore) -> None:
+    model = ScriptedModel(["Action Input: {oops"], repeat_last=True)
+    started = time.perf_counter()
+    out = graph_for(model, store, max_steps=100).invoke({"question": "q?"})
+    assert time.perf_counter() - started < 20
+    assert (out["status"], out["steps"], out["answer"]) == ("max_steps", 100, None)
+    [run] = store.runs()
+    assert run.model_calls == 100 and all(s.error.kind == "parse_error" for s in run.steps)
+
+
+def test_empty_question_is_a_clear_error_and_starts_no_run(store: TrajectoryStore) -> None:
+    graph = graph_for(ScriptedModel([]), store)
+    with pytest.raises(EmptyQuestion, match="question is empty"):
+        graph.invoke({"question": "   "})
+    assert store.runs() == []
+
+
+def test_max_steps_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="max_steps"):
+        build_react_graph(ScriptedModel([]), [], max_steps=0)
+
+
+def test_thread_resumes_across_a_rebuilt_graph(store: TrajectoryStore, home: Path) -> None:
+    config = {"configurable": {"thread_id": "t1"}}
+    path = home / "threads.db"
+    with sqlite3.connect(path, check_same_thread=False) as conn:
+        first = graph_for(ScriptedModel(["Final Answer: Canberra"]), store, checkpointer=SqliteSaver(conn))
+        assert first.invoke({"question": "capital of Australia?"}, config=config)["answer"] == "Canberra"
+    model = ScriptedModel(["Final Answer: about 467,000"])  # a restart: new connection, graph and model
+    with sqlite3.connect(path, check_same_thread=False) as conn:
+        second = graph_for(model, store, checkpointer=SqliteSaver(conn))
+        out = second.invoke({"question": "and its population?"}, config=config)
+    assert out["history"] == [["capital of Australia?", "Canberra"], ["and its population?", "about 467,000"]]
+    prompt = model.history[0][1]["content"]
+    assert prompt.startswith("Earlier in this conversation:\nQ: capital of Australia?\nA: Canberra\n")
+    assert prompt.endswith("Question: and its population?")
+    assert len(model.history[0]) == 2  # the earlier turn's steps are not replayed, only its Q and A
+    runs = store.runs()
+    assert [r.question for r in runs] == ["capital of Australia?", "and its population?"]
+    assert runs[0].id != runs[1].id and [r.meta for r in runs] == [
+        {"thread_id": "t1", "turn": 0},
+        {"thread_id": "t1", "turn": 1},
+    ]
+
+
+def test_empty_question_on_a_thread_leaves_the_previous_run_alone(store: TrajectoryStore) -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    graph = graph_for(ScriptedModel(["Final Answer: Canberra"]), store, checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "t"}}
+    graph.invoke({"question": "capital?"}, config=config)
+    with pytest.raises(EmptyQuestion):
+        graph.invoke({"question": ""}, config=config)
+    assert [(r.status, r.answer) for r in store.runs()] == [("ok", "Canberra")]
+
+
+def test_prompts_can_be_overridden_from_a_directory(store: TrajectoryStore, tmp_path: Path) -> None:
+    (tmp_path / "react_user.txt").write_text("{history}Q => {question}", encoding="utf-8")
+    model = ScriptedModel(["Final Answer: x"])
+    graph_for(model, store, prompts_dir=tmp_path).invoke({"question": "why?"})
+    assert model.history[0][1]["content"] == "Q => why?"
+
+
+# -- the parser -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "tool", "args"),
+    [
+        ('Thought: t\nAction: search\nAction Input: {"query": "a b"}', "search", {"query": "a b"}),
+        ("Action: search\nAction Input: {'query': 'a', 'k': 2}", "search", {"query": "a", "k": 2}),
+        ("Action: search\nAction Input: capital of France", "search", "capital of France"),
+        ('Action: search\nAction Input: "capital of France"', "search", "capital of France"),
+        ('Action: `search`\nAction Input: ```json\n{"query": "x"}\n```', "search", {"query": "x"}),
+        ('Action: search\nAction Input:\n```\n{"query": "x",\n "k": 1}\n```\nmore', "search", {"query": "x", "k": 1}),
+        ('**Action:** search\n**Action Input:** {"query": "x"}', "search", {"query": "x"}),
+        ("Action: search[capital of France]", "search", "capital of France"),
+        ('Action: search(query="x", k=2)', "search", {"query": "x", "k": 2}),
+        ('Action: search\nAction Input: {"query": "x"}\nObservation: no\nFinal Answer: y', "search", {"query": "x"}),
+    ],
+)  # fmt: skip
+def test_parse_action_forms_small_models_write(text: str, tool: str, args: object) -> None:
+    parsed = parse_react(text)
+    assert isinstance(parsed, ReactAction)
+    assert (parsed.tool, parsed.args) == (tool, args)
+
+
+def test_action_before_final_answer_wins_and_the_rest_is_dropped() -> None:
+    text = 'Thought: look\nAction: search\nAction Input: {"query": "x"}\nThen wait.\nFinal Answer: Paris'
+    parsed = parse_react(text)
+    assert isinstance(parsed, ReactAction) and parsed.candidate == "Paris"
+    assert parsed.kept == 'Thought: look\nAction: search\nAction Input: {"query": "x"}'
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("Thought: done\nFinal Answer: Canberra", "Canberra"),
+        ("It is clear. Final Answer: 42", "42"),
+        ("Final Answer: Paris\nThought: should I search?\nAction: search", "Paris"),
+        ("Final Answer:\n- one\n- two", "- one\n- two"),
+    ],
+)
+def test_final_answer_anywhere_without_a_preceding_action(text: str, answer: str) -> None:
+    parsed = parse_react(text)
+    assert isinstance(parsed, FinalAnswer) and parsed.text == answer
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "reply was empty"),
+        ("Final Answer:   ", "Final Answer is empty"),
+        ("Action: search\nAction Input: {query: x}", "not valid JSON"),
+        ("Action:\nAction Input: x", "names no tool"),
+        ("just chatting", "no 'Action:' or 'Final Answer:'"),
+    ],
+)
+def test_faults_explain_the_format(text: str, message: str) -> None:
+    parsed = parse_react(text)
+    assert isinstance(parsed, ParseFault) and message in parsed.message and parsed.message.startswith("Error:")
+
+
+def test_bare_input_maps_to_the_first_parameter_and_names_resolve_case_insensitively() -> None:
+    by_name = {"search": search_over(CORPUS)}
+    assert to_tool_call("Search", "capital", by_name).args == {"query": "capital"}
+    assert to_tool_call("search", "", by_name).args == {}
+    assert to_tool_call("nope", "x", by_name) == ToolCall("nope", {"input": "x"})
