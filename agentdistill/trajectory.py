@@ -191,9 +191,10 @@ class Recorder:
             token = self._cursor.set(_Cursor(run_id, node_name) if run_id else None)
             try:
                 return fn(state)
-            except Exception as exc:
+            except BaseException as exc:  # Ctrl-C too: a run is never left "running" by an interrupted turn
                 if run_id:
-                    self.finish(run_id, status="error", answer=None, error=StepError(error_kind(exc), str(exc)))
+                    kind = "interrupted" if isinstance(exc, KeyboardInterrupt) else error_kind(exc)
+                    self.finish(run_id, status="error", answer=None, error=StepError(kind, str(exc) or kind))
                 raise
             finally:
                 self._cursor.reset(token)

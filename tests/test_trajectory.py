@@ -105,3 +105,15 @@ def test_n_samples_are_all_kept(home: Path) -> None:
     recorder.finish(run_id, status="ok", answer="a")
     [step] = store.get(run_id).steps
     assert step.samples == ["a", "b", "c"] and step.params["n"] == 3 and step.completion == "a"
+
+
+def test_ctrl_c_in_a_node_records_the_run_as_interrupted(home: Path) -> None:
+    def interrupted(_messages):  # noqa: ANN001, ANN202
+        raise KeyboardInterrupt
+
+    store = TrajectoryStore.open(home / "t.db")
+    graph = build_echo_graph(ScriptedModel([interrupted]), Recorder(store, agent="echo"))
+    with pytest.raises(KeyboardInterrupt):
+        graph.invoke({"question": "q"})
+    [run] = store.runs()
+    assert run.status == "error" and run.error is not None and run.error.kind == "interrupted"

@@ -297,6 +297,10 @@ def _repl(
                 printer.newline()
                 click.secho(f"error: {exc}", fg="red")
                 continue
+            except KeyboardInterrupt:  # Ctrl-C stops this turn only; the run is recorded as interrupted
+                printer.newline()
+                click.secho("interrupted", fg="yellow")
+                continue
             index.add_turn(thread, agent, question)
             printer.turn(turn)
 
