@@ -12,7 +12,7 @@ import functools
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
 
 from agentdistill.models.base import ChatModel, Completion, Message, TokenCallback
@@ -31,6 +31,9 @@ class StepError:
 
     kind: str
     message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "message": self.message}
 
 
 @dataclass(kw_only=True)
@@ -61,7 +64,7 @@ class Step:
     def to_dict(self) -> dict[str, Any]:
         # Shallow on purpose: `asdict` deep-copies every message and was a quarter of the recorder's cost.
         data = {name: getattr(self, name) for name in _STEP_FIELDS}
-        data["error"] = None if self.error is None else {"kind": self.error.kind, "message": self.error.message}
+        data["error"] = None if self.error is None else self.error.as_dict()
         return data
 
     @classmethod
@@ -113,8 +116,10 @@ class Run:
         return None if self.finished_at is None else self.finished_at - self.created_at
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["steps"] = [s.to_dict() for s in self.steps]
+        # Not `asdict`: it would deep-copy every step only for the copies to be replaced below.
+        data = {name: getattr(self, name) for name in _RUN_FIELDS}
+        data["error"] = None if self.error is None else self.error.as_dict()
+        data["steps"] = [step.to_dict() for step in self.steps]
         return data
 
     @classmethod
@@ -124,6 +129,9 @@ class Run:
         if data.get("error") is not None:
             data["error"] = StepError(**data["error"])
         return cls(**data)
+
+
+_RUN_FIELDS = tuple(f.name for f in fields(Run))
 
 
 def error_kind(exc: BaseException) -> str:

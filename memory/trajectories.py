@@ -125,7 +125,7 @@ class TrajectoryStore:
             body = json.loads(row[1])
             body["parsed"] = dict(parsed) if parsed is not None else None
             if error is not None:
-                body["error"] = {"kind": error.kind, "message": error.message}
+                body["error"] = error.as_dict()
             self._db.execute("UPDATE steps SET body=? WHERE run_id=? AND idx=?", (json.dumps(body), run_id, row[0]))
 
     def finish_run(self, run_id: str, *, status: RunStatus, answer: str | None, error: StepError | None = None) -> None:
@@ -248,7 +248,7 @@ def _run_row(run: Run) -> tuple[Any, ...]:
 
 
 def _dump_error(error: StepError | None) -> str | None:
-    return None if error is None else json.dumps({"kind": error.kind, "message": error.message})
+    return None if error is None else json.dumps(error.as_dict())
 
 
 def _run_from_row(row: Sequence[Any]) -> Run:

@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import statistics
 import sys
-import time
 
 import click
 from tqdm import tqdm
 
 from agentdistill.agents.factory import AGENTS, build_agent
 from agentdistill.benchmarks.metrics import qa_score
-from agentdistill.commands.chat import open_kb
+from agentdistill.commands.chat import open_kb, run_turn
 from agentdistill.commands.common import emit_json, json_option, settings, table
 from agentdistill.memory.knowledge import sample_questions_path
 from agentdistill.memory.trajectories import TrajectoryStore
@@ -48,16 +47,13 @@ def demo(ctx: click.Context, agent: str, model_spec: str | None, limit: int, max
     bar = tqdm(questions, desc=f"{agent} on sample questions", unit="q", file=sys.stderr,
                disable=as_json or not sys.stderr.isatty())  # fmt: skip
     for item in bar:
-        started = time.perf_counter()
-        out = graph.invoke({"question": item["question"]})
-        run = store.get(out["run_id"])
-        score = qa_score(out.get("answer"), [item["answer"]])
-        store.set_score(run.id, float(score.correct), score.as_dict(), suite="sample", item_id=item["id"])
-        rows.append({"id": item["id"], "question": item["question"], "gold": item["answer"],
-                     "answer": out.get("answer"), "status": out.get("status"), "em": score.em,
-                     "f1": round(score.f1, 3), "calls": run.model_calls,
-                     "tokens": run.prompt_tokens + run.completion_tokens,
-                     "seconds": round(time.perf_counter() - started, 1), "run_id": run.id})  # fmt: skip
+        turn = run_turn(graph, store, item["question"])
+        score = qa_score(turn.answer, [item["answer"]])
+        store.set_score(turn.run_id, float(score.correct), score.as_dict(), suite="sample", item_id=item["id"])
+        rows.append({"id": item["id"], "question": item["question"], "gold": item["answer"], "answer": turn.answer,
+                     "status": turn.status, "em": score.em, "f1": round(score.f1, 3), "calls": turn.steps,
+                     "tokens": turn.prompt_tokens + turn.completion_tokens, "seconds": round(turn.latency_s, 1),
+                     "run_id": turn.run_id})  # fmt: skip
     summary = {
         "agent": agent, "model": spec, "questions": len(rows),
         "em": round(statistics.fmean(r["em"] for r in rows), 3) if rows else 0.0,

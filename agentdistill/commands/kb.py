@@ -15,7 +15,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from agentdistill.commands.common import settings
+from agentdistill.commands.common import emit_json, settings
 from agentdistill.errors import AgentDistillError
 
 
@@ -26,10 +26,6 @@ class BadFilter(AgentDistillError):
 def kb_root() -> Path:
     """`<home>/kb` of the settings loaded by the top-level command (so `--home` and config apply)."""
     return settings(click.get_current_context()).kb_root
-
-
-def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def _console() -> Console:
@@ -126,7 +122,7 @@ def add(name: str, source: Path, upsert: bool, embedder: str | None, as_json: bo
     store.save()
     info = store.info().to_dict()
     if as_json:
-        _emit_json({"added_documents": len(docs), "added_chunks": chunks, "store": info})
+        emit_json({"added_documents": len(docs), "added_chunks": chunks, "store": info})
     else:
         click.echo(f"added {len(docs)} documents ({chunks} chunks) to {name}: now {info['documents']} documents")
 
@@ -145,7 +141,7 @@ def search(name: str, query: str, k: int, filters: tuple[str, ...], embedder: st
     store = open_store(name, kb_root(), embedder=embedder)
     hits = store.search(query, k=k, filters=_parse_filters(filters))
     if as_json:
-        _emit_json([h.to_dict() for h in hits])
+        emit_json([h.to_dict() for h in hits])
         return
     table = Table(title=f"{name}: {query}", show_lines=True)
     for column, style in (("score", "cyan"), ("id", "green"), ("title", "bold"), ("text", "")):
@@ -180,7 +176,7 @@ def list_(as_json: bool) -> None:
         except StoreError as exc:  # one damaged store must not hide the others
             rows.append({"name": name, "problem": str(exc)})
     if as_json:
-        _emit_json(rows)
+        emit_json(rows)
         return
     if not rows:
         click.echo(f"no knowledge stores under {kb_root()}; build one with `agentdistill kb build NAME --from FILE`")
@@ -219,7 +215,7 @@ def delete(name: str, yes: bool) -> None:
 
 def _show_info(data: dict[str, Any], as_json: bool, *, title: str) -> None:
     if as_json:
-        _emit_json(data)
+        emit_json(data)
         return
     table = Table(title=title, show_header=False)
     table.add_column("field", style="bold")
