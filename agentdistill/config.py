@@ -10,7 +10,7 @@ import os
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +22,8 @@ from agentdistill.paths import home_dir
 T = TypeVar("T")
 ENV_PREFIX = "AGENTDISTILL_"
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+# TOML tables kept whole instead of flattened into `<table>_<key>` fields (their keys are model specs).
+_TABLE_FIELDS = {"prices"}
 # Well-known variables that users already have set for other OpenAI clients.
 _ENV_ALIASES = {"OPENAI_API_KEY": "openai_api_key", "OPENAI_BASE_URL": "openai_base_url"}
 
@@ -39,6 +41,9 @@ class Settings:
     openai_api_key: str | None = field(default=None, repr=False)  # never printed
     openai_timeout_s: float = 120.0  # per request; a hung server fails the call after this
     openai_max_retries: int = 4  # on 429 / 5xx / timeouts, with exponential backoff and jitter
+    data_dir: Path | None = None  # benchmark data in the layout of shared/data (hotpotqa/, math/, ...); suites read it
+    # USD per 1M tokens as [input, output], keyed by model spec or a glob ("openai:gpt-4o*"); `[prices]` in TOML.
+    prices: Mapping[str, Sequence[float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.device != "auto" and self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
@@ -49,6 +54,9 @@ class Settings:
             raise ConfigError("openai_timeout_s", self.openai_timeout_s, "a positive number of seconds")
         if self.openai_max_retries < 0:
             raise ConfigError("openai_max_retries", self.openai_max_retries, "0 or more")
+        for spec, price in self.prices.items():
+            if not (isinstance(price, Sequence) and len(price) == 2 and all(isinstance(v, int | float) for v in price)):
+                raise ConfigError(f"prices.{spec}", price, "[input, output] USD per 1M tokens, e.g. [0.15, 0.6]")
 
     @property
     def trajectories_path(self) -> Path:
@@ -61,6 +69,11 @@ class Settings:
     @property
     def kb_root(self) -> Path:
         return self.home / "kb"
+
+    @property
+    def bench_root(self) -> Path:
+        """Where `bench run` puts run directories unless --run-dir says otherwise."""
+        return self.home / "bench"
 
     def model_options(self) -> ModelOptions:
         return ModelOptions(
@@ -131,7 +144,7 @@ def _flatten(raw: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in raw.items():
         name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
+        if isinstance(value, Mapping) and name not in _TABLE_FIELDS:
             out.update(_flatten(value, f"{name}_"))
         else:
             out[name] = value

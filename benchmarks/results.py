@@ -1,0 +1,196 @@
+"""A benchmark run directory: `run.json` (what was asked) + `results.jsonl` (one line per finished item).
+
+The runner writes, the reports read; both go through `RunDir` so the format lives in one place.
+
+Crash safety: each result is one `write` of one complete line followed by fsync, so a kill leaves at
+most one torn last line. `RunDir.open` cuts that line off (the item simply runs again on `--resume`),
+and `results()` keeps the first line per item id, so no item is ever counted twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from agentdistill.errors import AgentDistillError
+from agentdistill.paths import atomic_write
+
+ItemStatus = Literal["ok", "max_steps", "error", "timeout"]
+RUN_FILE, RESULTS_FILE = "run.json", "results.jsonl"
+FORMAT_VERSION = 1
+
+
+class RunDirError(AgentDistillError):
+    """A run directory is missing, belongs to another run, or holds unreadable files."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What a run was asked to do; `--resume` refuses to continue a directory whose spec differs."""
+
+    suite: str
+    agent: str
+    model: str  # model spec, e.g. local:qwen2.5-coder-0.5b
+    item_ids: tuple[str, ...]  # the items of this run, in order (after --limit)
+    seed: int = 0
+    max_steps: int | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)  # agent options (e.g. codeact sag_n)
+    label: str | None = None  # the name shown in reports (default: agent/model)
+    created_at: float = field(default_factory=time.time)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def name(self) -> str:
+        return self.label or f"{self.agent}/{self.model}"
+
+    def same_work(self, other: RunSpec) -> bool:
+        """Same suite, agent, model, items and settings: the results of one may be continued by the other."""
+        keys = ("suite", "agent", "model", "item_ids", "seed", "max_steps", "options")
+        return all(_plain(getattr(self, k)) == _plain(getattr(other, k)) for k in keys)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(asdict(self))
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> RunSpec:
+        known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
+        known["item_ids"] = tuple(known.get("item_ids", ()))
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """The outcome of one item: its score plus the cost figures that reports aggregate."""
+
+    item_id: str
+    status: ItemStatus
+    correct: bool
+    metrics: Mapping[str, float]  # em, f1, ... from the suite's metric
+    answer: str | None
+    gold: tuple[str, ...]
+    run_id: str | None  # the trajectory in the store (None when the agent never started)
+    steps: int = 0  # model calls
+    tool_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    cost_usd: float = 0.0
+    error: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)  # item meta (type, hops, ...) for breakdowns
+    finished_at: float = field(default_factory=time.time)
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(asdict(self))
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> ItemResult:
+        known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
+        known["gold"] = tuple(known.get("gold", ()))
+        return cls(**known)
+
+
+class RunDir:
+    """One run's directory. `create` for a new run, `open` to read or resume one."""
+
+    def __init__(self, path: Path, spec: RunSpec) -> None:
+        self.path = path
+        self.spec = spec
+
+    @property
+    def results_path(self) -> Path:
+        return self.path / RESULTS_FILE
+
+    @classmethod
+    def create(cls, path: str | Path, spec: RunSpec) -> RunDir:
+        """Start a run in `path`; refuses a directory that already holds a run (use `open` + resume)."""
+        path = Path(path)
+        if (path / RUN_FILE).exists():
+            raise RunDirError(f"{path} already holds a run: pass --resume to continue it, or choose another --run-dir.")
+        path.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path / RUN_FILE) as f:
+            json.dump(spec.to_dict(), f, indent=2)
+        (path / RESULTS_FILE).touch()
+        return cls(path, spec)
+
+    @classmethod
+    def open(cls, path: str | Path, *, repair: bool = False) -> RunDir:
+        """Open an existing run; `repair=True` (the resuming writer) cuts off a torn last results line."""
+        path = Path(path)
+        run_file = path / RUN_FILE
+        if not run_file.exists():
+            raise RunDirError(f"{path} is not a benchmark run directory (no {RUN_FILE}): pass the --run-dir of a run.")
+        try:
+            spec = RunSpec.from_dict(json.loads(run_file.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise RunDirError(f"{run_file}: unreadable run spec ({exc}); the run cannot be resumed.") from exc
+        run = cls(path, spec)
+        if repair:
+            run._cut_torn_tail()
+        return run
+
+    def append(self, result: ItemResult) -> None:
+        """Add one finished item: a single write of one whole line, then fsync."""
+        line = (json.dumps(result.to_dict(), ensure_ascii=False) + "\n").encode("utf-8")
+        fd = os.open(self.results_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def results(self) -> list[ItemResult]:
+        """Finished items in completion order, one per item id (the first line wins); a torn line is skipped."""
+        seen: dict[str, ItemResult] = {}
+        for number, raw in self._lines():
+            try:
+                result = ItemResult.from_dict(json.loads(raw))
+            except (json.JSONDecodeError, TypeError) as exc:
+                if number == self._line_count():  # torn tail of a killed writer: that item is not finished
+                    continue
+                raise RunDirError(f"{self.results_path}:{number}: unreadable result line ({exc}).") from exc
+            seen.setdefault(result.item_id, result)
+        return list(seen.values())
+
+    def done_ids(self) -> set[str]:
+        return {r.item_id for r in self.results()}
+
+    def pending_ids(self) -> list[str]:
+        """Items of the spec not finished yet, in spec order."""
+        done = self.done_ids()
+        return [i for i in self.spec.item_ids if i not in done]
+
+    def _lines(self) -> Iterable[tuple[int, str]]:
+        if not self.results_path.exists():
+            return []
+        text = self.results_path.read_text(encoding="utf-8", errors="replace")
+        return [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+    def _line_count(self) -> int:
+        text = self.results_path.read_text(encoding="utf-8", errors="replace")
+        return len(text.splitlines())
+
+    def _cut_torn_tail(self) -> None:
+        data = self.results_path.read_bytes() if self.results_path.exists() else b""
+        if data and not data.endswith(b"\n"):
+            keep = data.rfind(b"\n") + 1
+            with open(self.results_path, "r+b") as f:
+                f.truncate(keep)
+                os.fsync(f.fileno())
+
+
+def _plain(value: Any) -> Any:
+    """Tuples -> lists and mappings -> dicts, so specs compare and serialise the same before and after JSON."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return [_plain(v) for v in value]
+    return value
