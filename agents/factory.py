@@ -78,6 +78,11 @@ class StreamingModel:
             messages, stop=stop, max_tokens=max_tokens, temperature=temperature, n=n, seed=seed, on_token=sink
         )
 
+    def __getattr__(self, name: str) -> Any:
+        # Optional capabilities of the inner model (e.g. `with_tools` for native tool calls) stay visible;
+        # a view bound that way is not streamed, since tool calls do not stream.
+        return getattr(self.inner, name)
+
 
 def default_tools(name: str, kb: KnowledgeStore | None) -> list[Tool]:
     """The tools `build_agent` gives agent `name` (codeact's are the host tools its sandbox can call)."""

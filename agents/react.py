@@ -3,8 +3,9 @@
 Small models follow this text protocol far better than JSON tool calls (LLaMP, FireAct). Stop sequences
 cut generation at "Observation:", so the model never reads an observation it invented. Every model fault
 (an unparsable turn, an unknown tool, bad arguments, a tool that raises) goes back as an observation
-the model can act on; a bug of ours raises. Native tool calling for `openai:` models is not implemented:
-the text protocol runs unchanged on every backend, which is what lets a student replace its teacher.
+the model can act on; a bug of ours raises. `tool_calling="native"` lets an `openai:` model choose tools
+through the API instead (react_native.py); its calls are rendered back into the text protocol, so the
+graph and the recorded trajectories are the same and a student can still replace its teacher.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -20,6 +21,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from agentdistill.agents.common import Status, check_question, load_prompt, max_steps_message
+from agentdistill.agents.react_native import NativeToolModel
 from agentdistill.agents.react_parse import FinalAnswer, ReactAction, parse_react, to_tool_call
 from agentdistill.errors import ConfigError
 from agentdistill.models.base import ChatModel, Message, assistant, system, user
@@ -70,15 +72,22 @@ def build_react_graph(
     recorder: Recorder | None = None,
     prompts_dir: Path | None = None,
     max_tokens: int = 256,
+    tool_calling: Literal["text", "native"] = "text",
 ) -> CompiledStateGraph:
     """Teacher or student, the graph is identical: the model is an argument, never looked up.
 
-    With a checkpointer, each `invoke({"question": q}, config={"configurable": {"thread_id": t}})` is a
-    new turn (a new recorded run) that sees the thread's earlier questions and answers.
+    `tool_calling="native"` offers the tools through the API (openai: models only); the default text
+    protocol works with every model. With a checkpointer, each
+    `invoke({"question": q}, config={"configurable": {"thread_id": t}})` is a new turn (a new recorded run)
+    that sees the thread's earlier questions and answers.
     """
     if max_steps < 1:
         raise ConfigError("max_steps", max_steps, "a positive number of model calls per question")
+    if tool_calling not in ("text", "native"):
+        raise ConfigError("tool_calling", tool_calling, "text or native")
     recorder = recorder or Recorder(None, agent="react")
+    if tool_calling == "native":
+        model = NativeToolModel(model, tools)  # inside the recorder, so the trajectory holds the rendered text
     model = recorder.wrap(model, role="policy")  # wrapped once, so no node can forget to record a call
     by_name: Mapping[str, Tool] = {tool.name: tool for tool in tools}
     react_messages("", [], tools, prompts_dir)  # a broken override template fails now, not mid-chat

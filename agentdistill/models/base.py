@@ -42,6 +42,15 @@ FinishReason = Literal["stop", "length", "error"]
 
 
 @dataclass(frozen=True)
+class ToolCallRequest:
+    """A native (OpenAI-style) tool call a model returned: `arguments` is the JSON text as the model wrote it."""
+
+    name: str
+    arguments: str
+    id: str = ""
+
+
+@dataclass(frozen=True)
 class Completion:
     """One sampled answer. `latency_s` is the wall time of the whole call that produced it."""
 
@@ -50,6 +59,7 @@ class Completion:
     usage: Usage = field(default_factory=Usage)
     latency_s: float = 0.0
     ttft_s: float | None = None  # time to first token, when the backend streamed
+    tool_calls: tuple[ToolCallRequest, ...] = ()  # only from a model bound to native tools (`with_tools`)
 
 
 TokenCallback = Callable[[str], None]

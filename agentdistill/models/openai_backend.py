@@ -7,6 +7,7 @@ here as well, because servers differ in how (and whether) they apply them.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import math
@@ -26,6 +27,7 @@ from agentdistill.models.base import (
     ModelOptions,
     StopStreamer,
     TokenCallback,
+    ToolCallRequest,
     Usage,
     cut_at_stop,
 )
@@ -96,6 +98,7 @@ class OpenAIChatModel:
         self.backoff_cap_s = backoff_cap_s
         self.retry_after_cap_s = retry_after_cap_s
         self._rng = random.Random()
+        self._tools: list[dict[str, Any]] = []  # set on the view `with_tools` returns
         self._client = openai.OpenAI(
             base_url=self.base_url,
             api_key=api_key or "EMPTY",  # local servers accept any key; the caller passes a real one
@@ -130,6 +133,16 @@ class OpenAIChatModel:
     def close(self) -> None:
         self._client.close()
 
+    def with_tools(self, tools: Sequence[Mapping[str, Any]]) -> OpenAIChatModel:
+        """A view of this model whose requests offer `tools` (OpenAI function schemas) for native tool calling.
+
+        Its completions carry `tool_calls`; such calls are not streamed (an `on_token` listener gets the
+        content once, when the call returns). The HTTP client is shared.
+        """
+        bound = copy.copy(self)
+        bound._tools = [dict(t) for t in tools]
+        return bound
+
     def __repr__(self) -> str:
         return f"OpenAIChatModel({self.model!r}, base_url={self.base_url!r})"
 
@@ -159,8 +172,10 @@ class OpenAIChatModel:
             request["stop"] = stops[:MAX_SERVER_STOPS]
         if seed is not None:
             request["seed"] = seed
+        if self._tools:
+            request["tools"] = self._tools
         started = time.perf_counter()
-        if on_token is not None:
+        if on_token is not None and not self._tools:
             return [self._retrying(lambda: self._stream_once(request, stops, on_token, started))]
         out: list[Completion] = []
         for _ in range(n):  # servers that ignore `n` (llama.cpp) answer fewer: ask again, at most n calls
@@ -169,6 +184,8 @@ class OpenAIChatModel:
             if len(out) >= n:
                 break
         latency = time.perf_counter() - started
+        if on_token is not None and out[0].text:
+            on_token(out[0].text)
         return [replace(c, latency_s=latency) for c in out[:n]]
 
     # one attempt -------------------------------------------------------------------------------------
@@ -183,22 +200,23 @@ class OpenAIChatModel:
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices:
             raise _Failure(f"the response has no choices: {body[:200]!r}", "bad_response")
-        texts: list[tuple[str, FinishReason]] = []
+        texts: list[tuple[str, FinishReason, tuple[ToolCallRequest, ...]]] = []
         for choice in sorted(choices, key=lambda c: c.get("index", 0) if isinstance(c, dict) else 0):
             message = choice.get("message") if isinstance(choice, dict) else None
             if not isinstance(message, dict):
                 raise _Failure(f"a choice has no message: {choice!r:.200}", "bad_response")
             text, hit = cut_at_stop(message.get("content") or "", stops)
-            texts.append((text, _finish(choice.get("finish_reason"), hit)))
+            texts.append((text, _finish(choice.get("finish_reason"), hit), _tool_calls(message)))
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         prompt_tokens = _int(usage.get("prompt_tokens"), default=_estimate(request["messages"]))
         total = _int(usage.get("completion_tokens"), default=-1)
         out = []
-        for i, (text, finish) in enumerate(texts):
+        for i, (text, finish, calls) in enumerate(texts):
             # The server reports one total over all choices: split it evenly, the remainder to the first ones.
             # Without usage at all, estimate ~4 characters per token rather than report zero.
             share = total // len(texts) + (i < total % len(texts)) if total >= 0 else len(text) // 4
-            out.append(Completion(text=text, finish_reason=finish, usage=Usage(prompt_tokens, share)))
+            usage = Usage(prompt_tokens, share)
+            out.append(Completion(text=text, finish_reason=finish, usage=usage, tool_calls=calls))
         return out
 
     def _stream_once(
@@ -328,6 +346,20 @@ def _json_object(text: str, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise _Failure(f"the {what} is not a JSON object: {text[:200]!r}", "bad_response")
     return data
+
+
+def _tool_calls(message: Mapping[str, Any]) -> tuple[ToolCallRequest, ...]:
+    """Native tool calls of a response message; a malformed entry is a bad response, not a silent drop."""
+    raw = message.get("tool_calls") or []
+    calls = []
+    for call in raw if isinstance(raw, list) else [raw]:
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise _Failure(f"a tool call has no function name: {call!r:.200}", "bad_response", retryable=False)
+        arguments = function.get("arguments")
+        text = arguments if isinstance(arguments, str) else json.dumps(arguments or {})
+        calls.append(ToolCallRequest(name=function["name"], arguments=text, id=str(call.get("id") or "")))
+    return tuple(calls)
 
 
 def _finish(reason: object, stopped_here: bool) -> FinishReason:

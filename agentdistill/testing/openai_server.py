@@ -93,7 +93,9 @@ class FakeOpenAIServer:
     Faults queued with `inject` replace the next chat requests, one each, in order. `latency_s` delays every
     chat reply (the concurrency benchmark uses it to stand in for a slow teacher); `token_interval_s` spaces
     streamed tokens. Setting `honor_stop`/`honor_n`/`report_usage` False imitates servers that ignore those.
-    A "token" here is one whitespace-delimited word with its trailing space.
+    A "token" here is one whitespace-delimited word with its trailing space. When a request carries `tools`,
+    a reply written as JSON `{"tool_calls": [{"name": ..., "arguments": {...}}], "content": ...}` comes back
+    as native tool calls (non-streaming responses only).
     """
 
     def __init__(
@@ -300,13 +302,28 @@ class _Handler(BaseHTTPRequestHandler):
             "created": int(time.time()),
             "model": body.get("model", ""),
             "choices": [
-                {"index": i, "message": {"role": "assistant", "content": "".join(tokens)}, "finish_reason": finish}
+                {"index": i, "message": self._message("".join(tokens), body), "finish_reason": finish}
                 for i, (tokens, finish) in enumerate(choices)
             ],
         }
+        for choice in out["choices"]:
+            if choice["message"].get("tool_calls"):
+                choice["finish_reason"] = "tool_calls"
         if app.report_usage:
             out["usage"] = self._usage(body, choices)
         return out
+
+    def _message(self, text: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The assistant message; with `tools` in the request, a reply `{"tool_calls": [...]}` becomes native calls."""
+        if not body.get("tools") or not text.lstrip().startswith('{"tool_calls"'):
+            return {"role": "assistant", "content": text}
+        scripted = json.loads(text)
+        calls = [
+            {"id": f"call_{i}", "type": "function",
+             "function": {"name": c["name"], "arguments": json.dumps(c.get("arguments", {}))}}
+            for i, c in enumerate(scripted["tool_calls"])
+        ]  # fmt: skip
+        return {"role": "assistant", "content": scripted.get("content"), "tool_calls": calls}
 
     def _stream(self, body: dict[str, Any], choices: list[tuple[list[str], str]], fault: Fault | None) -> None:
         app = self.server.app
