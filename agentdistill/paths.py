@@ -41,6 +41,8 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as handle:
             yield handle
             handle.flush()
+            # mkstemp creates 0600; give the file the mode a plain open() would (0666 minus the umask).
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())
             os.fsync(handle.fileno())
         os.replace(tmp, path)
         fsync_dir(path.parent)
@@ -48,6 +50,12 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    current = os.umask(0)  # the only portable way to read the umask is to set it and put it back
+    os.umask(current)
+    return current
 
 
 def fsync_dir(directory: str | Path) -> None:

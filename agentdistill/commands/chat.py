@@ -147,6 +147,9 @@ _kb_option = click.option(
     show_default=True,
     help="Knowledge base name under <home>/kb; 'none' for no KB.",
 )
+_native_option = click.option(
+    "--native-tools", is_flag=True, help="react with an openai: model: pick tools through the API's tool calls."
+)
 _steps_option = click.option(
     "--max-steps", type=click.IntRange(min=1), help="Model calls per question (agent default)."
 )
@@ -158,18 +161,22 @@ _steps_option = click.option(
 @_model_option
 @_kb_option
 @_steps_option
+@_native_option
 @json_option
 @click.pass_context
 def ask(
     ctx: click.Context, question: str, agent: str, model_spec: str | None, kb_name: str, max_steps: int | None,
-    as_json: bool,
+    native_tools: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Ask one question and print the answer (exit 1 when the agent ends without one)."""
     config = settings(ctx)
+    native = _native(agent, native_tools)
     model = make_chat_model(model_spec or config.model, config.model_options())
     with TrajectoryStore.open(config.trajectories_path) as store:
         recorder = Recorder(store, agent=agent, meta={"interface": "ask"})
-        graph = build_agent(agent, model, kb=open_kb(config, kb_name), recorder=recorder, max_steps=max_steps)
+        graph = build_agent(
+            agent, model, kb=open_kb(config, kb_name), recorder=recorder, max_steps=max_steps, **native,
+        )  # fmt: skip
         turn = run_turn(graph, store, question)
     if as_json:
         emit_json(turn.to_json())
@@ -180,6 +187,16 @@ def ask(
         click.echo(f"[{turn.status}] {turn.error or 'no answer'}{guess}", err=True)
     if turn.status != "ok":
         ctx.exit(1)
+
+
+def _native(agent: str, native_tools: bool) -> dict[str, Any]:
+    if not native_tools:
+        return {}
+    if agent != "react":
+        raise click.UsageError(
+            f"--native-tools is a react option; the {agent} agent writes code or plans, not tool calls."
+        )
+    return {"tool_calling": "native"}
 
 
 class ChatPrinter:
@@ -237,13 +254,15 @@ class ChatPrinter:
 @click.option("--thread", "thread_id", help="Resume this thread (see /threads); a new id starts a thread by that name.")
 @click.option("--quiet", is_flag=True, help="Show only answers: no streamed reasoning, no tool calls.")
 @_steps_option
+@_native_option
 @click.pass_context
 def chat(
     ctx: click.Context, agent: str, model_spec: str | None, kb_name: str, thread_id: str | None, quiet: bool,
-    max_steps: int | None,
+    max_steps: int | None, native_tools: bool,
 ) -> None:  # fmt: skip
     """Talk to an agent. Threads persist across restarts; commands: /new, /threads, /exit."""
     config = settings(ctx)
+    native = _native(agent, native_tools)
     thread = thread_id or uuid.uuid4().hex[:8]
     index = ThreadIndex(config.threads_path)
     owner = index.agent_of(thread)
@@ -258,7 +277,7 @@ def chat(
             recorder = EchoRecorder(store, agent=agent, on_step=printer.step)
             graph = build_agent(
                 agent, model, kb=open_kb(config, kb_name), recorder=recorder, checkpointer=SqliteSaver(conn),
-                max_steps=max_steps, on_token=printer.token,
+                max_steps=max_steps, on_token=printer.token, **native,
             )  # fmt: skip
             turns = index.turns(thread)
             state = f"resumed, {turns} earlier turns" if turns else "new"

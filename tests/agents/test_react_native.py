@@ -63,3 +63,32 @@ def test_render_keeps_react_text_and_wraps_plain_answers():
     assert render_completion(Completion("four")).text == "Final Answer: four"
     call = Completion("", tool_calls=(ToolCallRequest("search", '{"query": "q"}'), ToolCallRequest("x", "{}")))
     assert render_completion(call).text == 'Action: search\nAction Input: {"query": "q"}'
+
+
+def test_ask_native_tools_over_http(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from agentdistill.cli import cli
+
+    with FakeOpenAIServer(teacher) as srv:
+        result = CliRunner().invoke(
+            cli,
+            ["--home", str(tmp_path), "ask", "What is the capital of Australia?", "--model", "openai:fake-model",
+             "--kb", "none", "--native-tools", "--json"],
+            env={"AGENTDISTILL_OPENAI_BASE_URL": srv.base_url},
+        )  # fmt: skip
+        offered = [t["function"]["name"] for t in srv.chat_requests[0].body["tools"]]
+    out = json.loads(result.output)
+    # No KB: only the math tools are offered, so the model's `search` call comes back as an unknown tool.
+    assert "search" not in offered and "evaluate" in offered
+    assert out["answer"] == "Canberra" and out["tool_calls"] == 1 and out["steps"] == 2
+
+
+def test_native_tools_is_refused_for_other_agents(tmp_path):
+    from click.testing import CliRunner
+
+    from agentdistill.cli import cli
+
+    result = CliRunner().invoke(cli, ["--home", str(tmp_path), "ask", "q", "--agent", "codeact", "--native-tools",
+                                      "--model", "scripted:x"])  # fmt: skip
+    assert result.exit_code == 2 and "react option" in result.output
