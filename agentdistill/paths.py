@@ -27,6 +27,16 @@ def cache_dir(env: Mapping[str, str] | None = None) -> Path:
     return Path(raw).expanduser() if raw else home_dir(env) / "cache"
 
 
+def _read_umask() -> int:
+    current = os.umask(0o022)  # the only portable way to read the umask is to set it and put it back
+    os.umask(current)
+    return current
+
+
+# Read once at import, while the process is still single-threaded: setting the umask to read it is racy later.
+_UMASK = _read_umask()
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Write `path` all-or-nothing: temp file in the same directory, flush, fsync, then rename over.
@@ -42,7 +52,7 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
             yield handle
             handle.flush()
             # mkstemp creates 0600; give the file the mode a plain open() would (0666 minus the umask).
-            os.fchmod(handle.fileno(), 0o666 & ~_umask())
+            os.fchmod(handle.fileno(), 0o666 & ~_UMASK)
             os.fsync(handle.fileno())
         os.replace(tmp, path)
         fsync_dir(path.parent)
@@ -50,12 +60,6 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-
-
-def _umask() -> int:
-    current = os.umask(0)  # the only portable way to read the umask is to set it and put it back
-    os.umask(current)
-    return current
 
 
 def fsync_dir(directory: str | Path) -> None:
