@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from agentdistill import __version__
+from agentdistill.commands.bench import bench
 from agentdistill.commands.chat import ask, chat
 from agentdistill.commands.demo import demo
 from agentdistill.commands.kb import kb
@@ -37,7 +38,7 @@ def version() -> None:
     click.echo(f"agentdistill {__version__}")
 
 
-for group in (chat, ask, demo, kb, models, trajectories):
+for group in (chat, ask, bench, demo, kb, models, trajectories):
     cli.add_command(group)
 
 

@@ -40,6 +40,8 @@ class RunSpec:
     seed: int = 0
     max_steps: int | None = None
     options: Mapping[str, Any] = field(default_factory=dict)  # agent options (e.g. codeact sag_n)
+    kb: str | None = None  # the KB name asked for (None: the suite's own)
+    embedder: str | None = None  # embedder of the suite's pooled KB (None: the default)
     label: str | None = None  # the name shown in reports (default: agent/model)
     created_at: float = field(default_factory=time.time)
     format_version: int = FORMAT_VERSION
@@ -50,7 +52,7 @@ class RunSpec:
 
     def same_work(self, other: RunSpec) -> bool:
         """Same suite, agent, model, items and settings: the results of one may be continued by the other."""
-        keys = ("suite", "agent", "model", "item_ids", "seed", "max_steps", "options")
+        keys = ("suite", "agent", "model", "item_ids", "seed", "max_steps", "options", "kb", "embedder")
         return all(_plain(getattr(self, k)) == _plain(getattr(other, k)) for k in keys)
 
     def to_dict(self) -> dict[str, Any]:
