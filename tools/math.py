@@ -53,7 +53,9 @@ _TEXT_COMMANDS = {"text", "textbf", "textrm", "mbox", "mathrm", "mathbf", "opera
 _COMMAND = re.compile(r"\\([A-Za-z]+)")
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
-_UNITS = re.compile(r"([-+]?[\d.,/]+)\s+[A-Za-z]{2,}[A-Za-z\s.^\d/]*")
+# A number followed by words is a quantity with units, unless the word is math (3 pi, 2 sqrt(3)).
+_UNITS = re.compile(r"([-+]?[\d.,/]+)\s+(?!(?:pi|sqrt|sin|cos|tan|log|ln|exp|oo|infty)\b)[A-Za-z]{2,}[A-Za-z\s.^\d/]*")
+_DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\circ")
 _LHS = re.compile(r"[A-Za-z]\w*\s*=(?!=)\s*(.+)", re.S)
 _HEAVY = re.compile(
     r"\b(?:integrate|Integral|limit|diff|Derivative|simplify|expand|factor|Sum|summation|Product|product|Matrix)\b"
@@ -306,7 +308,7 @@ def _check_tokens(text: str) -> None:
 
 def _forms(answer: str) -> list[str]:
     """The readings of one answer worth comparing: without units, `x =`, `$`; a percent two ways."""
-    text = normalize_latex(answer, drop_text=True).strip().rstrip(".").strip()
+    text = normalize_latex(_DEGREES.sub("", answer), drop_text=True).strip().rstrip(".").strip()
     if match := _LHS.fullmatch(text):
         text = match[1].strip()
     if _THOUSANDS.fullmatch(text):
@@ -390,8 +392,8 @@ def _numerically_equal(ex: sympy.Expr, ey: sympy.Expr) -> bool:
         point = {s: sympy.Rational(rng.randint(-97, 97), rng.randint(1, 13)) for s in symbols}
         try:
             va, vb = complex(ex.evalf(30, subs=point)), complex(ey.evalf(30, subs=point))
-        except (TypeError, ValueError, ZeroDivisionError, OverflowError):
-            return False
+        except (TypeError, ValueError, ZeroDivisionError, OverflowError, AttributeError):
+            return False  # AttributeError: sympy cannot evaluate some odd parses (a Tuple inside a Pow)
         if not all(cmath.isfinite(v) for v in (va, vb)) or abs(va - vb) > 1e-9 * max(1.0, abs(va), abs(vb)):
             return False
     return True

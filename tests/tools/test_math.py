@@ -129,3 +129,12 @@ def test_pathological_input_times_out_and_the_engine_recovers(tools: dict[str, T
     assert time.monotonic() - start < TIMEOUT_S + 1.5
     assert result == f"Error: evaluate took longer than {TIMEOUT_S:g} s and was stopped; try a simpler form."
     assert tools["evaluate"](expression="6 * 7") == "42"
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [("3\\pi", "3", False), ("3 pi", "3*pi", True), ("90^{\\circ}", "90", True), ("20000/\\pi", "20000/pi", True),
+     ("5 cm", "5", True)],
+)  # fmt: skip
+def test_pi_is_not_a_unit_and_degrees_are_dropped(a, b, same):
+    assert math_equivalent(a, b) is same
