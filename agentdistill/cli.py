@@ -12,6 +12,7 @@ from agentdistill import __version__
 from agentdistill.commands.bench import bench
 from agentdistill.commands.chat import ask, chat
 from agentdistill.commands.demo import demo
+from agentdistill.commands.distill import distill
 from agentdistill.commands.kb import kb
 from agentdistill.commands.models import models
 from agentdistill.commands.trajectories import trajectories
@@ -38,7 +39,7 @@ def version() -> None:
     click.echo(f"agentdistill {__version__}")
 
 
-for group in (chat, ask, bench, demo, kb, models, trajectories):
+for group in (chat, ask, bench, demo, distill, kb, models, trajectories):
     cli.add_command(group)
 
 
