@@ -84,3 +84,14 @@ def export(
             f"token agreement {report.agreement:.3f}, exact matches {report.exact_matches}/{len(report.prompts)}"
             f" (greedy, {max_tokens} tokens max per prompt)"
         )
+
+
+def _register() -> None:
+    # Sub-commands live in their own modules (one job each); they are attached here, in one place.
+    from agentdistill.commands.distill_data import dataset
+
+    for command in (dataset,):
+        distill.add_command(command)
+
+
+_register()

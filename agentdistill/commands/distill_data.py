@@ -1,0 +1,49 @@
+"""`agentdistill distill dataset`: turn recorded runs into train/val (and negative) JSONL files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from agentdistill.commands.common import emit_json, json_option, settings, table
+
+
+@click.command(name="dataset")
+@click.option("--agent", required=True, help="Recorded agent whose runs to use (react, codeact, lag, ...).")
+@click.option("--model", help="Only runs whose policy model matches this spec or glob, e.g. 'local:qwen*'.")
+@click.option("--suite", help="Only runs scored on this benchmark suite.")
+@click.option("--min-score", type=float, default=1.0, show_default=True, help="Keep runs scored at least this.")
+@click.option("--negatives", is_flag=True, help="Also write failed runs to negatives.jsonl (for --method redi).")
+@click.option("--val-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.1, show_default=True,
+              help="Share of distinct questions held out for validation.")  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the train/val split.")
+@click.option("--limit", type=click.IntRange(1), help="Use at most this many runs (oldest first).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Dataset directory.")
+@json_option
+@click.pass_context
+def dataset(
+    ctx: click.Context, agent: str, model: str | None, suite: str | None, min_score: float, negatives: bool,
+    val_fraction: float, seed: int, limit: int | None, out: Path, as_json: bool,
+) -> None:  # fmt: skip
+    """Select correct runs (no parse errors, no step overflow), convert them to chat examples, split by question.
+
+    Writes OUT/train.jsonl, val.jsonl, negatives.jsonl (with --negatives) and info.json.
+    """
+    from agentdistill.distill.data import SelectConfig, build_dataset, reason_label
+    from agentdistill.memory.trajectories import TrajectoryStore
+
+    select = SelectConfig(agent=agent, model=model, suite=suite, min_score=min_score, limit=limit)
+    with TrajectoryStore.open(settings(ctx).trajectories_path) as store:
+        info = build_dataset(store, select, out, val_fraction=val_fraction, seed=seed, negatives=negatives)
+    if as_json:
+        emit_json(info.to_dict())
+        return
+    rows: list[tuple[str, object]] = [("runs considered", info.considered)]
+    rows += [(f"  dropped: {reason_label(reason, select)}", n) for reason, n in info.dropped.items()]
+    rows += [("runs selected", info.runs), ("examples", info.examples), ("duplicates removed", info.duplicates),
+             ("train examples", info.train), ("val examples", info.val)]  # fmt: skip
+    if info.negatives is not None:
+        rows += [("negative runs", info.negative_runs), ("negative examples", info.negatives),
+                 ("negatives left out (question in val)", info.negatives_in_val)]  # fmt: skip
+    table(f"dataset {out}", ["", "count"], rows)

@@ -1,0 +1,515 @@
+"""Training data from recorded runs: select good runs, turn model calls into chat examples, mask, split, save.
+
+Selection follows Agent Distillation: keep correct runs without parse errors or step overflow, but keep
+runs that hit a tool or execution error and recovered from it (that recovery is worth learning). An
+example is exactly what the model saw plus what it wrote; the growing prompts of one multi-step run merge
+into one conversation, so every assistant turn is trained once. Tokens come from the *student's* chat
+template, and assistant spans are found by rendering prefixes, never by searching strings.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import random
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from agentdistill.errors import AgentDistillError, ConfigError, InputDataError
+from agentdistill.memory.trajectories import TrajectoryStore
+from agentdistill.models.base import Message
+from agentdistill.paths import atomic_write
+from agentdistill.trajectory import Run, Step
+
+Label = Literal["positive", "negative"]
+IGNORE = -100  # label of tokens that carry no loss (the value torch's cross_entropy ignores)
+# End-of-turn tokens of common chat templates; the one the template emits is trained so the student stops.
+END_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>", "</s>")
+_STATUSES = ("running", "ok", "max_steps", "error")
+
+
+class EmptySelection(AgentDistillError):
+    """No run passed the filters; the message says how many each filter removed."""
+
+    def __init__(self, config: SelectConfig, considered: int, dropped: Mapping[str, int]) -> None:
+        scope = f"agent {config.agent}" + (f" in suite {config.suite}" if config.suite else "")
+        if not considered:
+            message = (
+                f"0 runs left: the store has no runs of {scope}. Record some first with "
+                "`agentdistill distill collect` or `agentdistill bench run`."
+            )
+        else:
+            parts = [f"{n} by {reason_label(reason, config)}" for reason, n in dropped.items() if n]
+            message = (
+                f"0 runs left: {considered} runs of {scope}; removed {', '.join(parts)}. "
+                "Loosen that filter (e.g. --min-score, --model) or collect more runs."
+            )
+        super().__init__(message)
+        self.considered, self.dropped = considered, dict(dropped)
+
+
+class TemplateError(AgentDistillError):
+    """The student's chat template does not render a conversation prefix-consistently."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SelectConfig:
+    """Which recorded runs become positive training data."""
+
+    agent: str  # agent name as recorded (react, codeact, lag, ...)
+    model: str | None = None  # spec or fnmatch glob of the model in `roles`; None = any model
+    suite: str | None = None  # benchmark suite the runs were scored on; None = any
+    min_score: float | None = 1.0  # keep runs scored at least this; None = do not look at scores
+    statuses: tuple[str, ...] = ("ok",)  # run statuses kept
+    drop_parse_errors: bool = True  # drop a run if any model step failed to parse (a format the student must not learn)
+    drop_max_steps: bool = True  # drop runs that ran out of steps, even if a guess scored
+    keep_recovered_errors: bool = True  # keep runs with tool/execution errors the run went on to recover from
+    roles: tuple[str, ...] = ("policy",)  # model roles whose calls become examples
+    limit: int | None = None  # keep at most this many runs (oldest first)
+
+    def __post_init__(self) -> None:
+        if not self.agent:
+            raise ConfigError("agent", self.agent, "the recorded agent name, e.g. react or codeact")
+        if not self.statuses or any(s not in _STATUSES for s in self.statuses):
+            raise ConfigError("statuses", self.statuses, f"a non-empty subset of {', '.join(_STATUSES)}")
+        if not self.roles:
+            raise ConfigError("roles", self.roles, "at least one model role, e.g. policy")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError("limit", self.limit, "a positive number of runs, or None for all")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The runs kept, and how many each filter removed (reason -> count), out of `considered`."""
+
+    runs: list[Run]
+    dropped: dict[str, int]
+    considered: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatExample:
+    """One conversation to train on: `messages` includes the assistant turns; `train_turns` carry the loss."""
+
+    id: str  # content hash of messages, train_turns and label: equal content, equal id
+    run_id: str
+    question: str
+    messages: list[Message]
+    train_turns: tuple[int, ...]
+    label: Label = "positive"
+    agent: str = ""
+    model: str | None = None
+    role: str = "policy"
+    meta: dict[str, Any] = field(default_factory=dict)  # suite, item_id, score, status, step indices
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "train_turns": list(self.train_turns)}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> ChatExample:
+        data = dict(raw)
+        data["train_turns"] = tuple(data.get("train_turns", ()))
+        example = cls(**data)
+        bad = [i for i in example.train_turns if not 0 <= i < len(example.messages)]
+        if bad or any(example.messages[i]["role"] != "assistant" for i in example.train_turns):
+            raise ValueError(f"train_turns {list(example.train_turns)} must index assistant messages")
+        return example
+
+
+@dataclass(frozen=True)
+class EncodedExample:
+    """Token ids and labels (IGNORE except the trained assistant turns, end-of-turn token included)."""
+
+    example_id: str
+    input_ids: list[int]
+    labels: list[int]
+    label: Label = "positive"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetInfo:
+    """What `build_dataset` wrote and why the rest was left out; saved as info.json."""
+
+    out_dir: Path
+    considered: int  # runs of the agent (and suite) in the store
+    runs: int  # runs selected
+    dropped: dict[str, int]  # runs removed, by filter
+    examples: int  # positive examples after merging and dedupe
+    duplicates: int  # positive examples removed as duplicates
+    train: int
+    val: int
+    negative_runs: int | None = None  # failed runs used as negatives (None: negatives not asked for)
+    negatives: int | None = None  # negative examples written
+    negatives_in_val: int = 0  # negative examples dropped because their question is in val (no leakage)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "out_dir": str(self.out_dir)}
+
+
+# -- selection ---------------------------------------------------------------------------------------------------
+def select_runs(store: TrajectoryStore, config: SelectConfig) -> Selection:
+    """The runs `config` keeps; raises EmptySelection (naming what each filter removed) when none are left."""
+    candidates = store.runs(agent=config.agent, suite=config.suite, with_steps=False)
+    dropped: dict[str, int] = {}
+    kept: list[Run] = []
+    for run in candidates:
+        reason = _run_reason(run, config)
+        if reason is None:
+            run = store.get(run.id)  # steps only for the runs that passed the cheap run-level filters
+            reason = _step_reason(run, config)
+        if reason is None and config.limit is not None and len(kept) >= config.limit:
+            reason = "limit"
+        if reason is None:
+            kept.append(run)
+        else:
+            dropped[reason] = dropped.get(reason, 0) + 1
+    dropped = dict(sorted(dropped.items(), key=lambda kv: -kv[1]))
+    if not kept:
+        raise EmptySelection(config, len(candidates), dropped)
+    return Selection(kept, dropped, len(candidates))
+
+
+def select_negatives(store: TrajectoryStore, config: SelectConfig) -> list[Run]:
+    """Failed runs of the same agent/model/suite (wrong answer, max_steps, error): REDI's negatives."""
+    out = []
+    for run in store.runs(agent=config.agent, suite=config.suite, with_steps=False):
+        wrong = config.min_score is not None and run.score is not None and run.score < config.min_score
+        failed = run.status in ("max_steps", "error") or (run.status == "ok" and wrong)
+        if failed and _model_matches(run, config):
+            out.append(store.get(run.id))
+    return out
+
+
+def _model_matches(run: Run, config: SelectConfig) -> bool:
+    if config.model is None:
+        return True
+    return any(fnmatch.fnmatchcase(run.models.get(role, ""), config.model) for role in config.roles)
+
+
+def _run_reason(run: Run, config: SelectConfig) -> str | None:
+    if not _model_matches(run, config):
+        return "model"
+    if run.status == "running":
+        return "unfinished"
+    if run.status == "max_steps" and config.drop_max_steps:
+        return "max_steps"
+    if run.status not in config.statuses:
+        return "status"
+    if config.min_score is not None:
+        if run.score is None:
+            return "unscored"
+        if run.score < config.min_score:
+            return "min_score"
+    return None
+
+
+def _step_reason(run: Run, config: SelectConfig) -> str | None:
+    kinds = {s.error.kind for s in run.steps if s.error is not None}
+    if config.drop_max_steps and ("max_steps" in kinds or (run.error and run.error.kind == "max_steps")):
+        return "max_steps"
+    if config.drop_parse_errors and any(
+        s.kind == "model" and s.error and s.error.kind == "parse_error" for s in run.steps
+    ):
+        return "parse_error"
+    if not config.keep_recovered_errors and kinds - {"parse_error", "max_steps"}:
+        return "recovered_error"
+    if not any(_trainable(s, config.roles) for s in run.steps):
+        return "no_model_steps"
+    return None
+
+
+def reason_label(reason: str, config: SelectConfig) -> str:
+    """A reason key of `Selection.dropped` in words, with the filter's value (for errors and tables)."""
+    labels = {
+        "model": f"model={config.model}", "unfinished": "still running", "max_steps": "max_steps",
+        "status": f"status not in {'/'.join(config.statuses)}", "min_score": f"min_score={config.min_score:g}"
+        if config.min_score is not None else "min_score", "unscored": "no score (score them with a benchmark)",
+        "parse_error": "parse errors", "recovered_error": "in-run tool/execution errors",
+        "no_model_steps": f"no {'/'.join(config.roles)} model calls", "limit": f"limit={config.limit}",
+    }  # fmt: skip
+    return labels.get(reason, reason)
+
+
+# -- examples ----------------------------------------------------------------------------------------------------
+def _trainable(step: Step, roles: Sequence[str]) -> bool:
+    return step.kind == "model" and step.role in roles and step.completion is not None
+
+
+def _chosen_text(step: Step) -> str:
+    """The completion the run went on with: with SAG samples, the voted one (`parsed["sample"]`)."""
+    index = (step.parsed or {}).get("sample")
+    if step.samples and isinstance(index, int) and 0 <= index < len(step.samples):
+        return step.samples[index]
+    return step.completion or ""
+
+
+def _same(a: Message, b: Message) -> bool:
+    # Graphs may strip whitespace off a completion before putting it back into the conversation.
+    if a["role"] != b["role"]:
+        return False
+    if a["role"] == "assistant":
+        return a["content"].strip() == b["content"].strip()
+    return a["content"] == b["content"]
+
+
+def _is_prefix(short: Sequence[Message], long: Sequence[Message]) -> bool:
+    return len(short) < len(long) and all(_same(a, b) for a, b in zip(short, long, strict=False))
+
+
+def examples_from_runs(
+    runs: Sequence[Run], *, label: Label = "positive", roles: Sequence[str] = ("policy",)
+) -> list[ChatExample]:
+    """One example per model call (what it saw + what it wrote); calls whose conversation continues in a later
+    call of the same run merge into it, so a ReAct run becomes one conversation with a loss on every turn.
+
+    Positive examples carry no loss on turns that failed to parse (kept only as context when the parse-error
+    filter is off); negative examples are trained on every turn, since REDI pushes the whole run down.
+    """
+    out: list[ChatExample] = []
+    for run in runs:
+        open_: list[tuple[list[Message], list[int], list[int], Step]] = []  # messages, turns, step indices, last
+        for step in (s for s in run.steps if _trainable(s, roles)):
+            messages = [dict(m) for m in step.messages_in] + [{"role": "assistant", "content": _chosen_text(step)}]
+            parse_failed = step.error is not None and step.error.kind == "parse_error"
+            turn = [] if (parse_failed and label == "positive") else [len(messages) - 1]
+            parent = next(
+                (c for c in reversed(open_) if c[3].role == step.role and _is_prefix(c[0], step.messages_in)), None
+            )
+            if parent is not None:
+                open_.remove(parent)
+                open_.append((messages, parent[1] + turn, parent[2] + [step.index], step))  # type: ignore[arg-type]
+            else:
+                open_.append((messages, turn, [step.index], step))  # type: ignore[arg-type]
+        for messages, turns, indices, last in open_:
+            if turns:
+                out.append(_example(run, messages, tuple(turns), label, last, indices))
+    return out
+
+
+def _example(
+    run: Run, messages: list[Message], turns: tuple[int, ...], label: Label, step: Step, indices: list[int]
+) -> ChatExample:
+    meta = {"suite": run.suite, "item_id": run.item_id, "score": run.score, "status": run.status, "steps": indices}
+    return ChatExample(
+        id=content_hash(messages, turns, label), run_id=run.id, question=run.question, messages=messages,
+        train_turns=turns, label=label, agent=run.agent, model=step.model, role=step.role, meta=meta,
+    )  # fmt: skip
+
+
+def content_hash(messages: Sequence[Message], train_turns: Sequence[int], label: str) -> str:
+    blob = json.dumps([list(messages), list(train_turns), label], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:20]
+
+
+def dedupe(examples: Sequence[ChatExample]) -> tuple[list[ChatExample], int]:
+    """First of each content hash (teachers often answer a repeated question identically); returns (kept, removed)."""
+    first: dict[str, ChatExample] = {}
+    for example in examples:
+        first.setdefault(example.id, example)
+    return list(first.values()), len(examples) - len(first)
+
+
+def normalize_question(text: str) -> str:
+    """Case, width, whitespace and trailing punctuation folded, so near-identical questions split together."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return re.sub(r"\s+", " ", text).strip().rstrip("?.!").strip()
+
+
+def split_by_question(
+    examples: Sequence[ChatExample], val_fraction: float, seed: int
+) -> tuple[list[ChatExample], list[ChatExample]]:
+    """Split by normalised question, so no question is in both sets (val loss measures generalisation)."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ConfigError("val_fraction", val_fraction, "a fraction in [0, 1), e.g. 0.1")
+    questions = sorted({normalize_question(e.question) for e in examples})
+    random.Random(seed).shuffle(questions)
+    n_val = round(len(questions) * val_fraction)
+    if val_fraction > 0 and len(questions) >= 2:
+        n_val = min(max(n_val, 1), len(questions) - 1)  # at least one each way when asked for a val set
+    val_questions = set(questions[:n_val])
+    train = [e for e in examples if normalize_question(e.question) not in val_questions]
+    val = [e for e in examples if normalize_question(e.question) in val_questions]
+    return train, val
+
+
+# -- tokens ------------------------------------------------------------------------------------------------------
+def _render_ids(tokenizer: Any, messages: Sequence[Message], generation_prompt: bool) -> list[int]:
+    ids = tokenizer.apply_chat_template(
+        list(messages), tokenize=True, add_generation_prompt=generation_prompt, return_dict=False
+    )
+    return list(ids)
+
+
+def _render_text(tokenizer: Any, messages: Sequence[Message], generation_prompt: bool) -> str:
+    return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=generation_prompt)
+
+
+def _end_ids(tokenizer: Any) -> set[int]:
+    vocab = tokenizer.get_vocab()
+    ids = {vocab[t] for t in END_TOKENS if t in vocab}
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    return ids
+
+
+def _through_end(ids: Sequence[int], start: int, stop: int, end_ids: set[int]) -> int:
+    """End of the assistant span: just after its last end-of-turn token (what follows it is never generated)."""
+    for i in range(stop - 1, start - 1, -1):
+        if ids[i] in end_ids:
+            return i + 1
+    return stop
+
+
+def _template_problem(tokenizer: Any, what: str) -> TemplateError:
+    name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+    return TemplateError(
+        f"the chat template of {name} does not render conversations prefix-consistently: {what}. Assistant "
+        "tokens are found by rendering each conversation prefix, so the template must render earlier turns "
+        "the same whatever follows them (templates that rewrite earlier assistant turns are not supported); "
+        "use a student whose template does, or fix its chat_template."
+    )
+
+
+def _spans_by_offsets(tokenizer: Any, messages: Sequence[Message], turns: Sequence[int]) -> tuple[list[int], list]:
+    """Fallback when BPE merges a token across a turn boundary: map character spans to tokens by offsets."""
+    full = _render_text(tokenizer, messages, False)
+    enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+    spans = []
+    for i in turns:
+        before, through = _render_text(tokenizer, messages[:i], True), _render_text(tokenizer, messages[: i + 1], False)
+        if not (through.startswith(before) and full.startswith(through)):
+            raise _template_problem(tokenizer, f"the text up to message {i} changes once later messages are added")
+        ends = [through.rfind(t) + len(t) for t in END_TOKENS if through.rfind(t) >= len(before)]
+        stop = max(ends) if ends else len(through)
+        inside = [k for k, (a, b) in enumerate(enc["offset_mapping"]) if a >= len(before) and b <= stop and b > a]
+        spans.append((inside[0], inside[-1] + 1) if inside else (0, 0))
+    return list(enc["input_ids"]), spans
+
+
+def encode_example(tokenizer: Any, example: ChatExample, end_ids: set[int] | None = None) -> EncodedExample:
+    """Render with the student's template; labels are the trained assistant turns, end-of-turn token included."""
+    end_ids = _end_ids(tokenizer) if end_ids is None else end_ids
+    ids = _render_ids(tokenizer, example.messages, False)
+    spans = []
+    for i in example.train_turns:
+        before = _render_ids(tokenizer, example.messages[:i], True)
+        through = _render_ids(tokenizer, example.messages[: i + 1], False)
+        if through[: len(before)] != before or ids[: len(through)] != through:
+            ids, spans = _spans_by_offsets(tokenizer, example.messages, example.train_turns)
+            break
+        spans.append((len(before), _through_end(through, len(before), len(through), end_ids)))
+    labels = [IGNORE] * len(ids)
+    for start, stop in spans:
+        labels[start:stop] = ids[start:stop]
+    return EncodedExample(example.id, ids, labels, example.label)
+
+
+def encode_examples(tokenizer: Any, examples: Sequence[ChatExample], max_len: int) -> tuple[list[EncodedExample], int]:
+    """Encode all; examples longer than `max_len` tokens are dropped (a cut trajectory teaches a cut answer).
+
+    Returns (encoded, number dropped for length).
+    """
+    end_ids = _end_ids(tokenizer)
+    out, cut = [], 0
+    for example in examples:
+        encoded = encode_example(tokenizer, example, end_ids)
+        if len(encoded.input_ids) > max_len:
+            cut += 1
+        elif any(t != IGNORE for t in encoded.labels):
+            out.append(encoded)
+    return out, cut
+
+
+def collate(batch: Sequence[EncodedExample], pad_id: int) -> dict[str, Any]:
+    """Right-padded LongTensors (labels IGNORE on pads), the negative mask and the example ids."""
+    import torch
+
+    width = max(len(e.input_ids) for e in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, e in enumerate(batch):
+        n = len(e.input_ids)
+        ids[row, :n] = torch.tensor(e.input_ids, dtype=torch.long)
+        labels[row, :n] = torch.tensor(e.labels, dtype=torch.long)
+        mask[row, :n] = 1
+    negative = torch.tensor([e.label == "negative" for e in batch], dtype=torch.bool)
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels, "is_negative": negative,
+            "example_ids": [e.example_id for e in batch]}  # fmt: skip
+
+
+# -- files -------------------------------------------------------------------------------------------------------
+def save_examples(path: str | Path, examples: Sequence[ChatExample]) -> None:
+    """One example per line, written atomically."""
+    with atomic_write(path) as out:
+        for example in examples:
+            out.write(json.dumps(example.to_dict(), ensure_ascii=False) + "\n")
+
+
+def load_examples(path: str | Path) -> list[ChatExample]:
+    """Read a JSONL file of examples; a bad line raises InputDataError naming file:line."""
+    out = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                out.append(ChatExample.from_dict(json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise InputDataError(path, number, f"not valid JSON ({exc.msg})") from exc
+            except (TypeError, KeyError, ValueError, AttributeError) as exc:
+                raise InputDataError(path, number, f"not a chat example: {exc}") from exc
+    return out
+
+
+def to_hf_dataset(examples: Sequence[ChatExample]) -> Any:
+    """A `datasets.Dataset` (messages as role/content lists, meta as a JSON string: its keys vary by agent)."""
+    from datasets import Dataset
+
+    rows = [
+        {**e.to_dict(), "messages": [{"role": m["role"], "content": m["content"]} for m in e.messages],
+         "meta": json.dumps(e.meta, ensure_ascii=False, default=str)}
+        for e in examples
+    ]  # fmt: skip
+    return Dataset.from_list(rows)
+
+
+def build_dataset(
+    store: TrajectoryStore, select: SelectConfig, out_dir: str | Path, *, val_fraction: float = 0.1, seed: int = 0,
+    negatives: bool = False,
+) -> DatasetInfo:  # fmt: skip
+    """Select, convert, dedupe and split; write train/val(/negatives).jsonl and info.json under `out_dir`.
+
+    Negatives are the failed runs of the same agent/model/suite; those whose question is in val are left out.
+    """
+    out_dir = Path(out_dir)
+    selection = select_runs(store, select)
+    examples, duplicates = dedupe(examples_from_runs(selection.runs, roles=select.roles))
+    train, val = split_by_question(examples, val_fraction, seed)
+    save_examples(out_dir / "train.jsonl", train)
+    save_examples(out_dir / "val.jsonl", val)
+    negative_runs = neg_count = None
+    in_val = 0
+    if negatives:
+        runs = select_negatives(store, select)
+        found, _ = dedupe(examples_from_runs(runs, label="negative", roles=select.roles))
+        val_questions = {normalize_question(e.question) for e in val}
+        kept = [e for e in found if normalize_question(e.question) not in val_questions]
+        in_val, negative_runs, neg_count = len(found) - len(kept), len(runs), len(kept)
+        save_examples(out_dir / "negatives.jsonl", kept)
+    elif (out_dir / "info.json").is_file():
+        (out_dir / "negatives.jsonl").unlink(missing_ok=True)  # a stale file from an earlier build would mislead
+    info = DatasetInfo(
+        out_dir=out_dir, considered=selection.considered, runs=len(selection.runs), dropped=selection.dropped,
+        examples=len(examples), duplicates=duplicates, train=len(train), val=len(val), negative_runs=negative_runs,
+        negatives=neg_count, negatives_in_val=in_val,
+    )  # fmt: skip
+    with atomic_write(out_dir / "info.json") as out:
+        json.dump({**info.to_dict(), "select": asdict(select), "val_fraction": val_fraction, "seed": seed}, out,
+                  indent=2)  # fmt: skip
+    return info
