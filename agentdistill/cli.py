@@ -15,6 +15,7 @@ from agentdistill.commands.demo import demo
 from agentdistill.commands.distill import distill
 from agentdistill.commands.kb import kb
 from agentdistill.commands.models import models
+from agentdistill.commands.serve import serve
 from agentdistill.commands.trajectories import trajectories
 from agentdistill.config import load_settings
 from agentdistill.errors import AgentDistillError
@@ -39,7 +40,7 @@ def version() -> None:
     click.echo(f"agentdistill {__version__}")
 
 
-for group in (chat, ask, bench, demo, distill, kb, models, trajectories):
+for group in (chat, ask, bench, demo, distill, kb, models, serve, trajectories):
     cli.add_command(group)
 
 
