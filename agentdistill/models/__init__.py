@@ -23,16 +23,52 @@ def _openai(rest: str, options: ModelOptions) -> ChatModel:
     return OpenAIChatModel.from_spec(rest, options)
 
 
+def local_backend(options: ModelOptions | None = None) -> tuple[str, str | None]:
+    """("gguf", None) when `local:` runs on llama.cpp, else ("transformers", why gguf is not used).
+
+    llama.cpp is 6-9x faster on CPU, but llama-cpp-python compiles on install and may be missing;
+    a LoRA adapter only applies to HF weights.
+    """
+    from agentdistill.models.gguf_backend import gguf_unavailable_reason
+
+    if options is not None and options.adapter:
+        return "transformers", "an adapter is set, and adapters apply to HF weights only"
+    reason = gguf_unavailable_reason()
+    return ("transformers", f"llama-cpp-python does not import ({reason})") if reason else ("gguf", None)
+
+
 def _local(rest: str, options: ModelOptions) -> ChatModel:
+    if local_backend(options)[0] == "gguf":
+        from agentdistill.models.gguf_backend import load_packaged_gguf
+
+        return load_packaged_gguf(rest, options, spec=f"local:{rest}")
+    return _transformers(rest, options, spec=f"local:{rest}")
+
+
+def _transformers(rest: str, options: ModelOptions, *, spec: str | None = None) -> ChatModel:
     from agentdistill.models.transformers_backend import load_packaged_model
 
-    return load_packaged_model(rest, options)
+    model = load_packaged_model(rest, options)
+    spec = spec or f"transformers:{rest}"
+    return model if model.spec == spec else model.renamed(spec)
+
+
+def _gguf(rest: str, options: ModelOptions) -> ChatModel:
+    from agentdistill.models.gguf_backend import load_gguf
+
+    return load_gguf(rest, options)
 
 
 def _hf(rest: str, options: ModelOptions) -> ChatModel:
     from agentdistill.models.transformers_backend import load_hf_dir
 
     return load_hf_dir(rest, options)
+
+
+def _student(rest: str, options: ModelOptions) -> ChatModel:
+    model = _hf(rest, options)
+    spec = f"student:{rest}"
+    return model if model.spec == spec else model.renamed(spec)  # type: ignore[attr-defined]
 
 
 def _scripted(rest: str, options: ModelOptions) -> ChatModel:
@@ -43,9 +79,11 @@ def _scripted(rest: str, options: ModelOptions) -> ChatModel:
 
 _BACKENDS: Mapping[str, Callable[[str, ModelOptions], ChatModel]] = {
     "openai": _openai,
-    "local": _local,
+    "local": _local,  # gguf when llama-cpp-python is installed, else transformers
+    "gguf": _gguf,
+    "transformers": _transformers,  # a packaged model on transformers, whatever `local:` picks
     "hf": _hf,
-    "student": _hf,  # a distilled student dir: same loader, named for what it is
+    "student": _student,  # a distilled student dir: the hf loader, named for what it is
     "scripted": _scripted,
 }
 
@@ -55,7 +93,7 @@ def backend_names() -> list[str]:
 
 
 def make_chat_model(spec: str, options: ModelOptions | None = None) -> ChatModel:
-    """`spec` is `<backend>:<rest>`, e.g. `openai:gpt-4o-mini`, `local:smollm2-135m` or `hf:./students/run3`."""
+    """`spec` is `<backend>:<rest>`, e.g. `openai:gpt-4o-mini`, `local:smollm2-135m`, `gguf:./m.gguf`."""
     backend, sep, rest = spec.partition(":")
     if not sep or backend not in _BACKENDS or not rest:
         raise UnknownModelSpec(spec, known=backend_names())
@@ -70,6 +108,7 @@ __all__ = [
     "Usage",
     "assistant",
     "backend_names",
+    "local_backend",
     "make_chat_model",
     "system",
     "user",

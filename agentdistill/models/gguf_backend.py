@@ -1,0 +1,469 @@
+"""`gguf:NAME` and `gguf:PATH` models: quantized GGUF weights run in-process by llama.cpp (llama-cpp-python).
+
+llama.cpp decodes the quantized weights directly, so on a CPU it runs 6-9x faster than transformers, which
+dequantizes them to fp32 (see MODELS.md). One loaded model serves many threads (a lock around generate:
+a llama.cpp context is not thread-safe); the process keeps each loaded model in one cache. Consecutive
+calls that share a prompt prefix (the steps of one ReAct run) reuse its KV cache: llama-cpp-python compares
+the new prompt with the tokens already evaluated and only evaluates the new suffix.
+
+llama-cpp-python compiles from source on install, so it may be missing: nothing here imports it at module
+level, and `gguf_unavailable_reason()` says why it cannot be used.
+"""
+
+from __future__ import annotations
+
+import atexit
+import codecs
+import copy
+import os
+import re
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from agentdistill.errors import AgentDistillError, ConfigError, ModelCallError, ModelNotFound, ModelUnavailable
+from agentdistill.models.base import (
+    Completion,
+    FinishReason,
+    Message,
+    ModelOptions,
+    StopStreamer,
+    TokenCallback,
+    Usage,
+)
+from agentdistill.models.packaged import PackagedModel, assembled_gguf, find_packaged, packaged_models, part_paths
+from agentdistill.paths import cache_dir
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+
+DEFAULT_N_CTX = 4096  # tokens of context; a ReAct run grows its prompt with every step
+INSTALL = "pip install llama-cpp-python==0.3.36"
+_SEED_SPACE = 2**32 - 1  # llama.cpp reads seed 0xFFFFFFFF as "pick a random seed", so stay below it
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+CacheKey = tuple[str, int, int, int]  # (resolved GGUF path, n_ctx, threads, GPU layers)
+
+
+class GGUFLoadError(AgentDistillError):
+    """llama.cpp refused a GGUF file: truncated, corrupt, or an architecture this build does not know."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(
+            f"llama.cpp could not load {path}: {problem}. The file is truncated, corrupt or not a model this"
+            " llama.cpp build supports: get a complete copy (compare its size and sha256 with the source; for a"
+            " packaged model reinstall its package), or upgrade llama-cpp-python for a newer architecture."
+        )
+        self.path = path
+
+
+class PromptTooLong(ModelCallError):
+    """The prompt fills the whole context window, so there is no room to generate."""
+
+    def __init__(self, spec: str, prompt_tokens: int, n_ctx: int) -> None:
+        super().__init__(
+            f"{spec}: the prompt has {prompt_tokens} tokens but the context window holds {n_ctx}: shorten the"
+            " conversation (fewer steps or shorter observations) or load the model with a larger n_ctx.",
+            kind="context_overflow",
+        )
+
+
+def import_llama_cpp() -> ModuleType:
+    """Import llama_cpp with OpenMP threads that sleep, not spin, between tokens. Raises ImportError or OSError.
+
+    llama.cpp's CPU build runs each token in an OpenMP parallel region; by default libgomp's idle threads
+    busy-wait between regions. When other processes share the cores, the spinning threads starve the one
+    doing the work: measured here with 2 threads at load 6.7, 32 tokens took 15.6 s spinning vs 2.1 s with
+    passive waiting (1 thread: 1.8 s). libgomp reads the policy once, when the library loads, so it must be
+    set before the first import; a value the user set is kept. Idle machines lose nothing measurable.
+    """
+    if "llama_cpp" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import llama_cpp
+
+    return llama_cpp
+
+
+def gguf_unavailable_reason() -> str | None:
+    """None when llama-cpp-python imports, else the import error (a failed build, a missing shared library)."""
+    try:
+        import_llama_cpp()
+    except (ImportError, OSError) as exc:  # OSError: the package is there but libllama.so does not load
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _llama_cpp() -> ModuleType:
+    try:
+        return import_llama_cpp()
+    except (ImportError, OSError) as exc:
+        raise ModelUnavailable(
+            f"the gguf backend needs llama-cpp-python, which does not import ({type(exc).__name__}: {exc}): install"
+            f" it with `{INSTALL}` (it compiles for a few minutes); meanwhile `transformers:NAME` runs packaged"
+            " models."
+        ) from exc
+
+
+class _ModelCache:
+    """The one process-wide cache of loaded GGUF models (STYLE.md allows exactly this global).
+
+    Every graph node, agent and test asking for the same file with the same context size and thread count
+    gets the same object, so its weights are mapped once and its KV cache keeps the last prompt.
+    `clear_model_cache()` empties it.
+    """
+
+    def __init__(self) -> None:
+        self._models: dict[CacheKey, GGUFChatModel] = {}
+        self._lock = threading.Lock()  # held while loading, so two threads never load the same file twice
+
+    def get_or_load(self, key: CacheKey, load: Callable[[], GGUFChatModel]) -> GGUFChatModel:
+        with self._lock:
+            if key not in self._models:
+                self._models[key] = load()
+            return self._models[key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+
+    def close_all(self) -> None:
+        """Free every llama.cpp model while the interpreter still works; its own __del__ fails at shutdown."""
+        with self._lock:
+            for model in self._models.values():
+                model.unwrap().close()
+            self._models.clear()
+
+
+_CACHE = _ModelCache()
+atexit.register(_CACHE.close_all)
+
+
+def clear_model_cache() -> None:
+    """Forget every loaded GGUF model (tests, or a long process that switches models)."""
+    _CACHE.clear()
+
+
+class GGUFChatModel:
+    """A ChatModel over one llama.cpp model and context. Thread-safe: one generate runs at a time."""
+
+    def __init__(self, llama: Llama, *, spec: str, path: Path, n_ctx: int, threads: int) -> None:
+        self.spec = spec
+        self.path = path
+        self.n_ctx = n_ctx
+        self.threads = threads
+        self._llama = llama
+        self._lock = threading.Lock()
+        self._is_eog = _eog_check(llama)
+        self._template = _chat_formatter(llama)
+
+    def renamed(self, spec: str) -> GGUFChatModel:
+        """The same weights, context and lock under another spec (`local:NAME` and `gguf:NAME` share one load)."""
+        twin = copy.copy(self)
+        twin.spec = spec
+        return twin
+
+    def unwrap(self) -> Llama:
+        """The very llama_cpp.Llama this model runs, for benchmarks. Hold no reference across generate calls."""
+        return self._llama
+
+    @property
+    def has_chat_template(self) -> bool:
+        return self._template is not None
+
+    def render_prompt(self, messages: Sequence[Message]) -> str:
+        """The GGUF's chat template with a generation prompt; base models without one get a `role: content` text."""
+        if self._template is not None:
+            return self._template(messages=[dict(m) for m in messages]).prompt
+        return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
+
+    def encode(self, messages: Sequence[Message]) -> list[int]:
+        """Prompt token ids, as the transformers backend builds them."""
+        prompt = self.render_prompt(messages).encode("utf-8")
+        if self._template is not None:  # the rendered template holds its special tokens already
+            return self._llama.tokenize(prompt, add_bos=False, special=True)
+        return self._llama.tokenize(prompt, add_bos=True, special=False)
+
+    def describe(self) -> dict[str, Any]:
+        """What `agentdistill models info --load` prints."""
+        import llama_cpp
+
+        meta = self._llama.metadata
+        return {
+            "runs_on": "gguf (llama.cpp)",
+            "path": str(self.path),
+            "file_mb": round(self.path.stat().st_size / 1e6, 1),
+            "architecture": meta.get("general.architecture"),
+            "model_name": meta.get("general.name"),
+            "n_ctx": self.n_ctx,
+            "threads": self.threads,
+            "chat_template": self.has_chat_template,
+            "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
+            "llama_cpp_python": llama_cpp.__version__,
+        }
+
+    def generate(
+        self,
+        messages: Sequence[Message],
+        *,
+        stop: Sequence[str] = (),
+        max_tokens: int = 512,
+        temperature: float = 0.0,
+        n: int = 1,
+        seed: int | None = None,
+        on_token: TokenCallback | None = None,
+        min_tokens: int = 0,
+    ) -> list[Completion]:
+        """See ChatModel.generate. Samples run one after another with seeds seed, seed+1, ...
+
+        Greedy with n > 1 returns n copies of one generation: they would be identical anyway. `min_tokens`
+        decodes past end-of-generation tokens until that many are out (benchmarks force lengths).
+        """
+        _check_args(max_tokens=max_tokens, temperature=temperature, n=n, min_tokens=min_tokens, on_token=on_token)
+        stop = [s for s in stop if s]
+        started = time.perf_counter()
+        sample = temperature > 0
+        first = seed if seed is not None else secrets.randbelow(_SEED_SPACE)
+        with self._lock:  # a llama.cpp context holds one KV cache and one sampler: never share it between calls
+            prompt = self.encode(messages)
+            room = self.n_ctx - len(prompt)
+            if room < 1:
+                raise PromptTooLong(self.spec, len(prompt), self.n_ctx)
+            budget = min(max_tokens, room)
+            rows = [
+                self._one(
+                    prompt,
+                    stop=stop,
+                    budget=budget,
+                    temperature=temperature,
+                    seed=(first + i) % _SEED_SPACE,
+                    on_token=on_token,
+                    min_tokens=min(min_tokens, budget),
+                    started=started,
+                )
+                for i in range(n if sample else 1)
+            ]
+        latency = time.perf_counter() - started
+        completions = [
+            Completion(
+                text=text,
+                finish_reason=reason,
+                usage=Usage(prompt_tokens=len(prompt), completion_tokens=count),
+                latency_s=latency,
+                ttft_s=ttft,
+            )
+            for text, reason, count, ttft in rows
+        ]
+        return completions if sample else completions * n
+
+    def _one(
+        self,
+        prompt: list[int],
+        *,
+        stop: Sequence[str],
+        budget: int,
+        temperature: float,
+        seed: int,
+        on_token: TokenCallback | None,
+        min_tokens: int,
+        started: float,
+    ) -> tuple[str, FinishReason, int, float | None]:
+        """(text cut at stop, finish reason, tokens generated, seconds to the first token) of one sample.
+
+        Decodes token by token so a stop sequence ends generation at once, also when it spans tokens.
+        """
+        llama = self._llama
+        llama.set_seed(seed)
+        out = StopStreamer(stop, on_token)  # cuts at the stop even with no listener
+        utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")  # holds half a multi-byte character back
+        count, ended, ttft = 0, False, None
+        # Plain temperature sampling, as the OpenAI API and our transformers backend do: top-k, top-p and
+        # min-p off. temp=0 makes llama.cpp pick the argmax.
+        tokens = llama.generate(prompt, temp=temperature, top_k=0, top_p=1.0, min_p=0.0, repeat_penalty=1.0)
+        try:
+            for token in tokens:
+                if ttft is None:
+                    ttft = time.perf_counter() - started
+                count += 1
+                if self._is_eog(token):
+                    if count > min_tokens:  # the end token counts, as it does in API usage
+                        ended = True
+                        break
+                elif out.feed(utf8.decode(llama.detokenize([token]))):
+                    break
+                if count >= budget:
+                    break
+        except RuntimeError as exc:  # llama_decode failed (out of memory, a broken context)
+            llama.reset()  # the KV cache may be half-written: evaluate the next prompt from scratch
+            raise ModelCallError(
+                f"{self.spec}: llama.cpp failed while generating: {exc}. Free some memory or load the model"
+                " with a smaller n_ctx, then retry."
+            ) from exc
+        finally:
+            tokens.close()
+        stopped = out.stopped or out.feed(utf8.decode(b"", final=True))
+        reason: FinishReason = "stop" if stopped or ended else "length"
+        return out.finish(), reason, count, ttft
+
+
+def _eog_check(llama: Llama) -> Callable[[int], bool]:
+    """True for any end-of-generation token (eos, eot, <|im_end|>...), as llama.cpp itself decides."""
+    import llama_cpp
+
+    vocab = llama._model.vocab  # the public API has no accessor for the vocab handle
+    return lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token))
+
+
+def _chat_formatter(llama: Llama) -> Callable[..., Any] | None:
+    """The GGUF's own Jinja chat template (`tokenizer.chat_template`), or None for base models without one."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llama.metadata.get("tokenizer.chat_template")
+    if not template:
+        return None
+    eos, bos = llama.token_eos(), llama.token_bos()
+    return Jinja2ChatFormatter(
+        template=template,
+        eos_token=llama._model.token_get_text(eos) if eos != -1 else "",
+        bos_token=llama._model.token_get_text(bos) if bos != -1 else "",
+        add_generation_prompt=True,
+    )
+
+
+def _check_args(*, max_tokens: int, temperature: float, n: int, min_tokens: int, on_token: object) -> None:
+    """Caller bugs, not user config: plain ValueErrors (the same rules as the transformers backend)."""
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+    if not 0 <= min_tokens <= max_tokens:
+        raise ValueError(f"min_tokens must be between 0 and max_tokens ({max_tokens}), got {min_tokens}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if on_token is not None and n != 1:
+        raise ValueError("on_token streams one completion: call with n=1")
+
+
+def resolve_threads(threads: int | None) -> int:
+    """None -> every core (llama.cpp's own default is half of them, which halves decode speed on small boxes)."""
+    if threads is None:
+        return os.cpu_count() or 1
+    if threads < 1:
+        raise ConfigError("threads", threads, "a positive integer, or unset for one per CPU core")
+    return threads
+
+
+def resolve_gpu_layers(device: str) -> int:
+    """Layers to offload: all on a GPU build (auto or cuda), none on cpu; cuda on a CPU-only build is an error."""
+    if not _DEVICE.match(device):
+        raise ConfigError("device", device, "auto, cpu, cuda, cuda:N or mps")
+    if device == "cpu":
+        return 0
+    supported = bool(_llama_cpp().llama_supports_gpu_offload())
+    if device != "auto" and not supported:
+        raise ConfigError(
+            "device",
+            device,
+            "auto or cpu: this llama-cpp-python build has no GPU support (rebuild it with"
+            " CMAKE_ARGS=-DGGML_CUDA=on, or use transformers:NAME on the GPU)",
+        )
+    return -1 if supported else 0
+
+
+def _check_options(options: ModelOptions) -> tuple[int, int]:
+    """(threads, GPU layers). dtype is ignored: the GGUF's own quantization decides it."""
+    if options.adapter:
+        raise ConfigError(
+            "adapter",
+            options.adapter,
+            "no adapter for a gguf: model: merge the adapter and export the student to GGUF, or run it with"
+            " hf:DIR or transformers:NAME",
+        )
+    return resolve_threads(options.threads), resolve_gpu_layers(options.device)
+
+
+def _load(path: Path, *, spec: str, n_ctx: int, threads: int, gpu_layers: int) -> GGUFChatModel:
+    llama_cpp = _llama_cpp()
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if magic != b"GGUF":  # llama.cpp's own message would only say "failed to load"
+        raise GGUFLoadError(path, f"it does not start with the GGUF magic bytes (found {magic!r})")
+    try:
+        llama = llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_gpu_layers=gpu_layers,
+            verbose=False,
+        )
+    except (ValueError, RuntimeError) as exc:
+        raise GGUFLoadError(path, str(exc)) from exc
+    return GGUFChatModel(llama, spec=spec, path=path, n_ctx=n_ctx, threads=threads)
+
+
+def _cached_load(
+    path: Path, resolve: Callable[[], Path], options: ModelOptions, *, spec: str, n_ctx: int
+) -> GGUFChatModel:
+    """Load once per (file, n_ctx, threads, GPU layers); `resolve` runs the expensive checks on a cache miss only."""
+    if n_ctx < 16:
+        raise ConfigError("n_ctx", n_ctx, "a context size of at least 16 tokens (4096 suits ReAct runs)")
+    threads, gpu_layers = _check_options(options)
+    _llama_cpp()  # a missing install says how to fix it before anything is hashed or assembled
+    key: CacheKey = (str(path.resolve()), n_ctx, threads, gpu_layers)
+    model = _CACHE.get_or_load(
+        key, lambda: _load(resolve(), spec=spec, n_ctx=n_ctx, threads=threads, gpu_layers=gpu_layers)
+    )
+    return model if model.spec == spec else model.renamed(spec)
+
+
+def packaged_gguf_path(pm: PackagedModel, cache: Path) -> Path:
+    """Where `assembled_gguf` puts (or finds) the file, without hashing it: the cache key of a packaged model."""
+    parts = part_paths(pm)
+    if isinstance(parts, str):
+        raise ModelUnavailable(f"packaged model {pm.name!r} is not installed: {parts}")
+    return parts[0] if len(parts) == 1 else cache / "gguf" / pm.gguf_name
+
+
+def load_packaged_gguf(
+    name: str, options: ModelOptions, *, spec: str | None = None, n_ctx: int = DEFAULT_N_CTX
+) -> GGUFChatModel:
+    """A packaged model by name; its GGUF is assembled and sha256-checked once per process, on first load."""
+    pm = find_packaged(name)
+    cache = cache_dir()
+    return _cached_load(
+        packaged_gguf_path(pm, cache),
+        lambda: assembled_gguf(pm, cache),
+        options,
+        spec=spec or f"gguf:{name}",
+        n_ctx=n_ctx,
+    )
+
+
+def load_gguf_file(path: str, options: ModelOptions, *, n_ctx: int = DEFAULT_N_CTX) -> GGUFChatModel:
+    """Any .gguf file on disk; a llama.cpp load failure becomes GGUFLoadError."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        what = "is a directory, not a file" if file.is_dir() else "does not exist"
+        raise ModelNotFound(
+            f"GGUF file {str(file)!r} {what}: give the path of a .gguf file, or a packaged model name such as"
+            " gguf:smollm2-135m (see `agentdistill models list`)."
+        )
+    return _cached_load(file, lambda: file, options, spec=f"gguf:{path}", n_ctx=n_ctx)
+
+
+def load_gguf(rest: str, options: ModelOptions, *, n_ctx: int = DEFAULT_N_CTX) -> GGUFChatModel:
+    """`gguf:NAME` for a packaged model, `gguf:PATH` for a file (anything with a `/`, a .gguf suffix, or on disk)."""
+    packaged = {pm.name for pm in packaged_models()}
+    if rest not in packaged and ("/" in rest or rest.endswith(".gguf") or Path(rest).expanduser().exists()):
+        return load_gguf_file(rest, options, n_ctx=n_ctx)
+    if rest not in packaged:
+        try:
+            find_packaged(rest)  # raises, naming the closest packaged name
+        except ModelNotFound as exc:
+            raise ModelNotFound(f"{exc} For a file, give its path, e.g. gguf:./{rest}.gguf") from None
+    return load_packaged_gguf(rest, options, n_ctx=n_ctx)

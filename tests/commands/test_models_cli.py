@@ -1,0 +1,42 @@
+"""`agentdistill models list/info` say which backend `local:` runs on, and why gguf is not used when it is not."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+import agentdistill.models.gguf_backend as gguf_backend
+from agentdistill.cli import cli
+from agentdistill.models import local_backend
+
+
+def _json(*args: str) -> dict:
+    result = CliRunner().invoke(cli, [*args, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_list_and_info_name_the_backend_local_runs_on() -> None:
+    runs_on, why = local_backend()
+    listed = _json("models", "list")
+    assert {"gguf", "transformers", "local"} <= set(listed["backends"])
+    assert (listed["local_backend"], listed["gguf_unavailable"]) == (runs_on, why)
+    info = _json("models", "info", "local:smollm2-135m")
+    assert (info["runs_on"], info["gguf_unavailable"], info["name"]) == (runs_on, why, "smollm2-135m")
+    assert _json("models", "info", "transformers:smollm2-135m")["role"] == "student"
+
+
+def test_a_failed_llama_cpp_build_shows_its_import_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken() -> None:
+        raise ImportError("No module named 'llama_cpp'")
+
+    monkeypatch.setattr(gguf_backend, "import_llama_cpp", broken)
+    listed = _json("models", "list")
+    assert listed["local_backend"] == "transformers"
+    assert "No module named 'llama_cpp'" in listed["gguf_unavailable"]
+    text = CliRunner().invoke(cli, ["models", "list"], catch_exceptions=False).output
+    assert "local: runs on transformers; gguf unavailable" in text and "pip install llama-cpp-python==0.3.36" in text
+    info = _json("models", "info", "local:qwen2.5-coder-0.5b")
+    assert info["runs_on"] == "transformers" and "No module named 'llama_cpp'" in info["gguf_unavailable"]
