@@ -37,6 +37,7 @@ class Settings:
     student: str = "local:smollm2-135m"  # default student base spec
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+    threads: int | None = None  # CPU threads for local models (llama.cpp and torch); None = the backend's default
     openai_base_url: str | None = None  # e.g. http://localhost:8000/v1 for vLLM / llama.cpp / `agentdistill serve`
     openai_api_key: str | None = field(default=None, repr=False)  # never printed
     openai_timeout_s: float = 120.0  # per request; a hung server fails the call after this
@@ -83,6 +84,7 @@ class Settings:
             max_retries=self.openai_max_retries,
             device=self.device,
             dtype=self.dtype,
+            threads=self.threads,
         )
 
 
