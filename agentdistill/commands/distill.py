@@ -89,8 +89,9 @@ def export(
 def _register() -> None:
     # Sub-commands live in their own modules (one job each); they are attached here, in one place.
     from agentdistill.commands.distill_data import dataset
+    from agentdistill.commands.distill_run import collect, evaluate, run
 
-    for command in (dataset,):
+    for command in (run, collect, dataset, evaluate):
         distill.add_command(command)
 
 

@@ -1,0 +1,138 @@
+"""`distill run` (the whole pipeline), `distill collect` and `distill eval` (its first and last stages alone)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from agentdistill.agents.factory import AGENTS
+from agentdistill.commands.common import emit_json, settings, table
+from agentdistill.config import Settings
+from agentdistill.errors import AgentDistillError
+
+
+class PlanMismatch(AgentDistillError):
+    def __init__(self, out: Path, field: str, old: Any, new: Any) -> None:
+        super().__init__(
+            f"{out} holds a distillation run with {field} = {old!r}, not {new!r}: continue it with the same flags "
+            "(see its plan.json), or pass another --out."
+        )
+
+
+def _plan_options(fn: Any) -> Any:
+    options = [
+        click.option("--agent", type=click.Choice(AGENTS), default="codeact", show_default=True),
+        click.option("--suite", default="gsm8k-sample", show_default=True, help="Eval suite (`bench list`)."),
+        click.option("--teacher", help="Teacher model spec (default: config `model`)."),
+        click.option("--student", help="Student base spec, local:NAME or hf:DIR (default: config `student`)."),
+        click.option("--train-limit", type=click.IntRange(min=1), default=20, show_default=True),
+        click.option("--eval-limit", type=click.IntRange(min=1), default=10, show_default=True),
+        click.option("--method", type=click.Choice(["sft", "kd", "redi"]), default="sft", show_default=True),
+        click.option("--kd-teacher", help="For --method kd: a local teacher sharing the student's tokenizer."),
+        click.option("--kd-kind", type=click.Choice(["forward", "reverse", "taid"]), default="forward"),
+        click.option("--lora/--full", default=True, show_default=True, help="LoRA adapter or full fine-tune."),
+        click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True),
+        click.option("--train-steps", type=click.IntRange(min=1), help="Optimizer steps (overrides --epochs)."),
+        click.option("--lr", type=float, default=2e-4, show_default=True),
+        click.option("--batch-size", type=click.IntRange(min=1), default=2, show_default=True),
+        click.option("--grad-accum", type=click.IntRange(min=1), default=2, show_default=True),
+        click.option("--max-len", type=click.IntRange(min=64), default=2048, show_default=True),
+        click.option("--lora-r", type=click.IntRange(min=1), default=64, show_default=True),
+        click.option("--max-steps", type=click.IntRange(min=1), help="Agent model calls per item."),
+        click.option("--concurrency", type=click.IntRange(min=1), default=1, show_default=True),
+        click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Benchmark data root."),
+        click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+                     help="Default: <home>/distill/<agent>-<suite>."),
+        click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _pipeline(config: Settings, kw: dict[str, Any]) -> Any:
+    from agentdistill.distill.pipeline import DistillPlan, Pipeline
+    from agentdistill.distill.trainer import TrainConfig
+
+    if kw["data_dir"] is not None:
+        config = dataclasses.replace(config, data_dir=kw["data_dir"])
+    train = TrainConfig(
+        lora=kw["lora"], lora_r=kw["lora_r"], lora_alpha=2 * kw["lora_r"], epochs=kw["epochs"],
+        max_steps=kw["train_steps"], lr=kw["lr"], batch_size=kw["batch_size"], grad_accum=kw["grad_accum"],
+        max_len=kw["max_len"], device=config.device, dtype=config.dtype,
+    )  # fmt: skip
+    plan = DistillPlan(
+        agent=kw["agent"], suite=kw["suite"], teacher=kw["teacher"] or config.model,
+        student=kw["student"] or config.student, train_limit=kw["train_limit"], eval_limit=kw["eval_limit"],
+        method=kw["method"], kd_teacher=kw["kd_teacher"], kd_kind=kw["kd_kind"], max_steps=kw["max_steps"],
+        concurrency=kw["concurrency"], train=train,
+    )  # fmt: skip
+    out = kw["out"] or config.home / "distill" / f"{plan.agent}-{plan.suite}"
+    _check_plan(out, plan)
+    return Pipeline(plan, config, out, say=lambda text: click.echo(text, err=True))
+
+
+def _check_plan(out: Path, plan: Any) -> None:
+    from agentdistill.distill.pipeline import plan_dict
+    from agentdistill.paths import atomic_write
+
+    new = json.loads(json.dumps(plan_dict(plan), default=str))
+    path = out / "plan.json"
+    if path.exists():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        for key in new:
+            if old.get(key) != new[key]:
+                raise PlanMismatch(out, key, old.get(key), new[key])
+        return
+    with atomic_write(path) as f:
+        json.dump(new, f, indent=2)
+
+
+def _show(report_md: Path, as_json: bool) -> None:
+    data = json.loads((report_md.parent / "compare.json").read_text(encoding="utf-8"))
+    if as_json:
+        emit_json(data)
+        return
+    click.echo(report_md.read_text(encoding="utf-8").split("\n## ")[0])  # the title and the side-by-side table
+    click.echo(f"full report: {report_md}")
+
+
+@click.command("run")
+@_plan_options
+@click.pass_context
+def run(ctx: click.Context, as_json: bool, **kw: Any) -> None:
+    """Collect teacher trajectories, filter, train the student, then compare teacher, base and trained student."""
+    pipeline = _pipeline(settings(ctx), {**kw, "as_json": as_json})
+    _show(pipeline.run(), as_json)
+
+
+@click.command("collect")
+@_plan_options
+@click.pass_context
+def collect(ctx: click.Context, as_json: bool, **kw: Any) -> None:
+    """Stage 1 alone: the teacher answers the train items; its trajectories land in the store, scored."""
+    summary = _pipeline(settings(ctx), {**kw, "as_json": as_json}).collect()
+    if as_json:
+        emit_json(summary.as_dict())
+    else:
+        table(None, ["", "value"], [("items", summary.n), ("correct", summary.correct),
+                                     ("accuracy", f"{summary.accuracy:.3f}")])  # fmt: skip
+
+
+@click.command("eval")
+@_plan_options
+@click.option("--student-dir", type=click.Path(file_okay=False, path_type=Path), help="Trained student (merged dir).")
+@click.pass_context
+def evaluate(ctx: click.Context, as_json: bool, student_dir: Path | None, **kw: Any) -> None:
+    """Last stage alone: teacher, base student and (with --student-dir) a trained student on the eval items."""
+    pipeline = _pipeline(settings(ctx), {**kw, "as_json": as_json})
+    _show(pipeline.evaluate(student_dir or _trained(pipeline.out)), as_json)
+
+
+def _trained(out: Path) -> Path | None:
+    merged = out / "student" / "merged"
+    return merged if merged.is_dir() else None

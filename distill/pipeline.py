@@ -1,0 +1,234 @@
+"""`distill run`: teacher trajectories on a train slice -> filtered dataset -> trained student -> side-by-side eval.
+
+Every stage writes into one output dir and is skipped or resumed when its output is already there, so a
+killed `distill run` continues where it stopped:
+
+    OUT/collect/          bench run of the teacher on the train items (suite tag `<suite>:train`)
+    OUT/data/             train/val(/negatives).jsonl + info.json (distill/data.py)
+    OUT/train/            checkpoints, metrics, loss plot, final adapter (distill/trainer.py)
+    OUT/student/          adapter/ + merged/ (distill/student.py)
+    OUT/eval/{teacher,base-student,student}/   bench runs on the held-out eval items, same graph
+    OUT/report/           `bench compare` of the three eval runs
+
+Train and eval items never overlap: a suite with a train partner (gsm8k -> gsm8k-train) trains on the
+partner; otherwise the first `eval_limit` items are held out and the next `train_limit` are the train slice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from agentdistill.agents.factory import build_agent, check_agent
+from agentdistill.benchmarks.items import Item
+from agentdistill.benchmarks.metrics import METRICS
+from agentdistill.benchmarks.report import compare_runs
+from agentdistill.benchmarks.results import RunDir, RunSpec
+from agentdistill.benchmarks.runner import RunnerConfig, RunSummary, run_benchmark, summarize
+from agentdistill.benchmarks.suites.kb_cache import suite_kb
+from agentdistill.benchmarks.suites.registry import SUITES, get_suite, load_items
+from agentdistill.benchmarks.suites.suite import Suite
+from agentdistill.config import Settings
+from agentdistill.distill.data import SelectConfig, build_dataset, encode_examples, load_examples
+from agentdistill.distill.trainer import TrainConfig, TrainResult, train
+from agentdistill.errors import AgentDistillError, ConfigError
+from agentdistill.memory.knowledge import KnowledgeStore
+from agentdistill.memory.trajectories import TrajectoryStore
+from agentdistill.models import make_chat_model
+from agentdistill.models.packaged import ensure_hf_dir, find_packaged
+from agentdistill.paths import cache_dir
+from agentdistill.tools.python_sandbox import PythonSandbox, SandboxConfig
+from agentdistill.trajectory import Recorder
+
+Method = Literal["sft", "kd", "redi"]
+Say = Callable[[str], None]
+
+
+class NotEnoughItems(AgentDistillError):
+    """The suite holds fewer items than the train and eval slices need."""
+
+
+@dataclass(frozen=True)
+class DistillPlan:
+    """One distillation experiment; the CLI builds it from flags and it is saved as OUT/plan.json."""
+
+    agent: str  # react | codeact | lag: the graph the teacher runs and the student replaces it in
+    suite: str  # eval suite; its train partner (or a disjoint slice of it) is the train split
+    teacher: str  # model spec of the teacher
+    student: str  # model spec of the student base: local:NAME, hf:DIR
+    train_limit: int = 20  # train items the teacher answers
+    eval_limit: int = 10  # held-out items all three models answer
+    method: Method = "sft"  # sft | kd (needs kd_teacher sharing the student's tokenizer) | redi (SFT, then REDI)
+    kd_teacher: str | None = None  # local teacher for logit KD, e.g. local:qwen2.5-coder-1.5b -> 0.5b student
+    kd_kind: Literal["forward", "reverse", "taid"] = "forward"
+    max_steps: int | None = None  # agent model calls per item (agent default when None)
+    concurrency: int = 1  # items in flight during collection and eval
+    item_timeout_s: float = 900.0
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        check_agent(self.agent)
+        if self.method not in ("sft", "kd", "redi"):
+            raise ConfigError("method", self.method, "sft, kd or redi")
+        if self.method == "kd" and not self.kd_teacher:
+            raise ConfigError(
+                "kd_teacher", None, "a local teacher spec sharing the student's tokenizer for --method kd"
+            )
+
+
+def split_items(
+    suite: Suite, data_dir: Path | None, train_limit: int, eval_limit: int
+) -> tuple[list[Item], list[Item]]:
+    """(train, eval) items that never overlap, as the module docstring describes."""
+    partner = SUITES.get(f"{suite.name}-train")
+    if partner is not None:
+        return load_items(partner, data_dir, limit=train_limit), load_items(suite, data_dir, limit=eval_limit)
+    items = load_items(suite, data_dir)
+    if len(items) < eval_limit + train_limit:
+        raise NotEnoughItems(
+            f"suite {suite.name!r} has {len(items)} items: not enough for {eval_limit} eval + {train_limit} train "
+            "items; lower --train-limit/--eval-limit."
+        )
+    return items[eval_limit : eval_limit + train_limit], items[:eval_limit]
+
+
+def student_base_dir(spec: str) -> Path:
+    """The HF dir a student spec trains from: packaged models are converted once into the cache."""
+    backend, _, rest = spec.partition(":")
+    if backend in ("local", "transformers", "gguf"):
+        return ensure_hf_dir(find_packaged(rest), cache_dir())
+    if backend in ("hf", "student"):
+        return Path(rest).expanduser()
+    raise ConfigError("student", spec, "a local:NAME or hf:DIR spec (a student is trained from local weights)")
+
+
+class Pipeline:
+    """Runs the stages of a DistillPlan into `out`; each stage is a method usable alone (`distill collect/eval`)."""
+
+    def __init__(self, plan: DistillPlan, settings: Settings, out: Path, *, say: Say = print) -> None:
+        self.plan, self.settings, self.out, self.say = plan, settings, Path(out), say
+        self.suite = get_suite(plan.suite)
+        self.train_items, self.eval_items = split_items(
+            self.suite, settings.data_dir, plan.train_limit, plan.eval_limit
+        )
+
+    # stages ------------------------------------------------------------------------------------------
+
+    def collect(self) -> RunSummary:
+        """The teacher answers the train items; its scored trajectories are what the student learns from."""
+        return self._bench("collect", self.plan.teacher, self.train_items, tag=f"{self.suite.name}:train")
+
+    def dataset(self) -> dict[str, Any]:
+        info = self.out / "data" / "info.json"
+        if not info.exists():
+            with TrajectoryStore.open(self.settings.trajectories_path) as store:
+                select = SelectConfig(agent=self.plan.agent, model=self.plan.teacher, suite=f"{self.suite.name}:train")
+                build_dataset(store, select, self.out / "data", negatives=self.plan.method == "redi")
+        return json.loads(info.read_text(encoding="utf-8"))
+
+    def train_student(self) -> Path:
+        """Train, then save adapter + merged dir; returns the merged student dir."""
+        from agentdistill.distill.student import save_student
+
+        merged = self.out / "student" / "merged"
+        if merged.is_dir():
+            return merged
+        result = self._train()
+        save_student(result.final_dir, student_base_dir(self.plan.student), self.out / "student")
+        return merged
+
+    def evaluate(self, student_dir: Path | None = None) -> Path:
+        """Teacher, base student and trained student on the same held-out items with the same graph."""
+        runs = [("teacher", self.plan.teacher), ("base-student", self.plan.student)]
+        if student_dir is not None:
+            runs.append(("student", f"student:{student_dir}"))
+        dirs = []
+        for label, spec in runs:
+            self._bench(f"eval/{label}", spec, self.eval_items, tag=self.suite.name, label=f"{label} ({spec})")
+            dirs.append(self.out / "eval" / label)
+        return compare_runs(dirs, self.out / "report")
+
+    def run(self) -> Path:
+        self.say(f"[1/5] teacher {self.plan.teacher} on {len(self.train_items)} train items")
+        self.collect()
+        self.say("[2/5] dataset from the teacher's correct trajectories")
+        info = self.dataset()
+        self.say(f"      {info.get('train')} train / {info.get('val')} val examples from {info.get('runs')} runs")
+        self.say(
+            f"[3/5] training {self.plan.student} ({self.plan.method}, {'LoRA' if self.plan.train.lora else 'full'})"
+        )
+        student = self.train_student()
+        self.say(f"[4/5] eval on {len(self.eval_items)} held-out items: teacher, base student, trained student")
+        report = self.evaluate(student)
+        self.say(f"[5/5] report: {report}")
+        return report
+
+    # helpers -----------------------------------------------------------------------------------------
+
+    def _train(self) -> TrainResult:
+        from transformers import AutoTokenizer
+
+        base = student_base_dir(self.plan.student)
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        cap = self.plan.train.max_len
+        data = self.out / "data"
+        train_set, cut = encode_examples(tokenizer, load_examples(data / "train.jsonl"), cap)
+        val_set, _ = encode_examples(tokenizer, load_examples(data / "val.jsonl"), cap)
+        if cut:
+            self.say(f"      {cut} training examples longer than {cap} tokens were left out")
+        if self.plan.method == "sft":
+            return train(base, train_set, val_set, self.plan.train, self.out / "train")
+        if self.plan.method == "kd":
+            from agentdistill.distill.kd import TeacherCache, check_same_tokenizer, kd_loss
+
+            teacher_dir = student_base_dir(self.plan.kd_teacher or "")
+            check_same_tokenizer(teacher_dir, base)
+            cache = TeacherCache.build(teacher_dir, train_set, self.out / "teacher-logits", student_dir=base)
+            loss = kd_loss(cache, self.plan.kd_kind)
+            return train(base, train_set, val_set, self.plan.train, self.out / "train", loss_fn=loss)
+        from agentdistill.distill.redi import redi_loss
+
+        stage1 = train(base, train_set, val_set, self.plan.train, self.out / "train-sft")
+        negatives, _ = encode_examples(tokenizer, load_examples(data / "negatives.jsonl"), cap)
+        mixed = [*train_set, *negatives]
+        return train(base, mixed, val_set, self.plan.train, self.out / "train", loss_fn=redi_loss(),
+                     init_adapter=stage1.final_dir)  # fmt: skip
+
+    def _bench(
+        self, name: str, model_spec: str, items: Sequence[Item], *, tag: str, label: str | None = None
+    ) -> RunSummary:
+        path = self.out / name
+        spec = RunSpec(suite=tag, agent=self.plan.agent, model=model_spec, item_ids=tuple(i.id for i in items),
+                       max_steps=self.plan.max_steps, label=label)  # fmt: skip
+        if (path / "run.json").exists():
+            run_dir = RunDir.open(path, repair=True)
+            if not run_dir.pending_ids():
+                return summarize(run_dir.results())
+        else:
+            run_dir = RunDir.create(path, spec)
+        kb = self._kb(items)
+        model = make_chat_model(model_spec, self.settings.model_options())
+        sandbox = PythonSandbox(SandboxConfig(), preamble="import sympy") if self.plan.agent == "codeact" else None
+
+        def make_graph(recorder: Recorder) -> Any:
+            return build_agent(self.plan.agent, model, kb=kb, recorder=recorder, max_steps=self.plan.max_steps,
+                               sandbox=sandbox)  # fmt: skip
+
+        config = RunnerConfig(concurrency=self.plan.concurrency, item_timeout_s=self.plan.item_timeout_s)
+        with TrajectoryStore.open(self.settings.trajectories_path) as store:
+            return run_benchmark(run_dir, items, make_graph=make_graph, store=store, metric=METRICS[self.suite.metric],
+                                 config=config, model_spec=model_spec, prices=self.settings.prices)  # fmt: skip
+
+    def _kb(self, items: Sequence[Item]) -> KnowledgeStore | None:
+        # Train and eval runs search the same KB, pooled over both slices, as one suite's KB would be.
+        pooled = [*self.train_items, *self.eval_items]
+        device = None if self.settings.device == "auto" else self.settings.device
+        return suite_kb(self.suite, pooled, self.settings.kb_root, device=device)
+
+
+def plan_dict(plan: DistillPlan) -> dict[str, Any]:
+    return dataclasses.asdict(plan)

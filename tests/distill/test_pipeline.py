@@ -1,0 +1,67 @@
+"""`distill run` end to end on the shipped GSM8K sample: scripted teacher, tiny random student, real files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from agentdistill.benchmarks.suites.registry import get_suite
+from agentdistill.cli import cli
+from agentdistill.distill.pipeline import DistillPlan, NotEnoughItems, split_items
+from agentdistill.errors import ConfigError
+
+
+def _teacher_file(tmp_path: Path, train_limit: int) -> Path:
+    """Reply i solves train item i (codeact format), so every collected run is correct."""
+    train, _ = split_items(get_suite("gsm8k-sample"), None, train_limit, 2)
+    replies = [f"Thought: compute it.\n```python\nfinal_answer({item.answer})\n```" for item in train]
+    path = tmp_path / "teacher.json"
+    path.write_text(json.dumps(replies), encoding="utf-8")
+    return path
+
+
+def test_split_never_overlaps_and_needs_enough_items():
+    train, held_out = split_items(get_suite("gsm8k-sample"), None, 30, 20)
+    assert len(train) == 30 and len(held_out) == 20
+    assert not {i.id for i in train} & {i.id for i in held_out}
+    with pytest.raises(NotEnoughItems, match="lower --train-limit"):
+        split_items(get_suite("gsm8k-sample"), None, 50, 20)
+
+
+def test_kd_needs_a_kd_teacher():
+    with pytest.raises(ConfigError, match="kd_teacher"):
+        DistillPlan(agent="codeact", suite="gsm8k-sample", teacher="x", student="y", method="kd")
+
+
+@pytest.mark.integration
+def test_distill_run_end_to_end(tmp_path: Path, tiny_model_dir: Path, home: Path):
+    teacher = _teacher_file(tmp_path, 4)
+    out = tmp_path / "out"
+    args = ["--home", str(home), "distill", "run", "--agent", "codeact", "--suite", "gsm8k-sample",
+            "--teacher", f"scripted:{teacher}", "--student", f"hf:{tiny_model_dir}", "--train-limit", "4",
+            "--eval-limit", "2", "--train-steps", "3", "--batch-size", "2", "--grad-accum", "1", "--lora-r", "4",
+            "--max-steps", "1", "--out", str(out), "--json"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    collected = [json.loads(line) for line in (out / "collect" / "results.jsonl").read_text().splitlines()]
+    assert len(collected) == 4 and all(r["correct"] for r in collected)
+    info = json.loads((out / "data" / "info.json").read_text())
+    assert info["runs"] == 4 and info["train"] + info["val"] == 4
+    metrics = [json.loads(line) for line in (out / "train" / "metrics.jsonl").read_text().splitlines()]
+    assert max(m["step"] for m in metrics) == 3
+    assert (out / "student" / "merged" / "config.json").is_file()
+    compare = json.loads((out / "report" / "compare.json").read_text())
+    assert len(compare["runs"]) == 3
+    for label in ("teacher", "base-student", "student"):
+        assert len((out / "eval" / label / "results.jsonl").read_text().splitlines()) == 2
+    # A second run with the same flags finds every stage done and changes nothing.
+    before = (out / "collect" / "results.jsonl").read_text()
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0, again.output
+    assert (out / "collect" / "results.jsonl").read_text() == before
+    # Other flags on the same --out are refused, naming the field.
+    other = CliRunner().invoke(cli, [*args[:-3], "--eval-limit", "3", "--out", str(out)])
+    assert other.exit_code != 0 and "eval_limit = 2, not 3" in str(other.exception)
