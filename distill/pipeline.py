@@ -67,6 +67,9 @@ class DistillPlan:
     kd_kind: Literal["forward", "reverse", "taid"] = "forward"
     max_steps: int | None = None  # agent model calls per item (agent default when None)
     concurrency: int = 1  # items in flight during collection and eval
+    # How the trained student is evaluated: gguf = exported to an f16 GGUF and run on llama.cpp (6-9x faster on
+    # CPU, same greedy tokens); transformers = the merged HF dir; auto = gguf when llama-cpp-python imports.
+    student_runtime: Literal["auto", "gguf", "transformers"] = "auto"
     item_timeout_s: float = 900.0
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -145,7 +148,7 @@ class Pipeline:
         """Teacher, base student and trained student on the same held-out items with the same graph."""
         runs = [("teacher", self.plan.teacher), ("base-student", self.plan.student)]
         if student_dir is not None:
-            runs.append(("student", f"student:{student_dir}"))
+            runs.append(("student", self._student_spec(student_dir)))
         dirs = []
         for label, spec in runs:
             self._bench(f"eval/{label}", spec, self.eval_items, tag=self.suite.name, label=f"{label} ({spec})")
@@ -168,6 +171,21 @@ class Pipeline:
         return report
 
     # helpers -----------------------------------------------------------------------------------------
+
+    def _student_spec(self, merged: Path) -> str:
+        from agentdistill.models.gguf_backend import gguf_unavailable_reason
+
+        runtime = self.plan.student_runtime
+        if runtime == "auto":
+            runtime = "transformers" if gguf_unavailable_reason() else "gguf"
+        if runtime == "transformers":
+            return f"student:{merged}"
+        from agentdistill.distill.export_gguf import export_gguf
+
+        path = merged.parent / "student-f16.gguf"
+        if not path.exists():  # f16: llama.cpp then gives the merged model's own greedy tokens
+            export_gguf(merged, path, quant="f16")
+        return f"gguf:{path}"
 
     def _train(self) -> TrainResult:
         from transformers import AutoTokenizer

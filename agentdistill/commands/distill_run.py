@@ -44,6 +44,8 @@ def _plan_options(fn: Any) -> Any:
         click.option("--lora-r", type=click.IntRange(min=1), default=64, show_default=True),
         click.option("--max-steps", type=click.IntRange(min=1), help="Agent model calls per item."),
         click.option("--concurrency", type=click.IntRange(min=1), default=1, show_default=True),
+        click.option("--student-runtime", type=click.Choice(["auto", "gguf", "transformers"]), default="auto",
+                     show_default=True, help="Evaluate the trained student on llama.cpp (exported f16 GGUF) or HF."),
         click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Benchmark data root."),
         click.option("--out", type=click.Path(file_okay=False, path_type=Path),
                      help="Default: <home>/distill/<agent>-<suite>."),
@@ -69,7 +71,7 @@ def _pipeline(config: Settings, kw: dict[str, Any]) -> Any:
         agent=kw["agent"], suite=kw["suite"], teacher=kw["teacher"] or config.model,
         student=kw["student"] or config.student, train_limit=kw["train_limit"], eval_limit=kw["eval_limit"],
         method=kw["method"], kd_teacher=kw["kd_teacher"], kd_kind=kw["kd_kind"], max_steps=kw["max_steps"],
-        concurrency=kw["concurrency"], train=train,
+        concurrency=kw["concurrency"], student_runtime=kw["student_runtime"], train=train,
     )  # fmt: skip
     out = kw["out"] or config.home / "distill" / f"{plan.agent}-{plan.suite}"
     _check_plan(out, plan)

@@ -43,7 +43,7 @@ def test_distill_run_end_to_end(tmp_path: Path, tiny_model_dir: Path, home: Path
     args = ["--home", str(home), "distill", "run", "--agent", "codeact", "--suite", "gsm8k-sample",
             "--teacher", f"scripted:{teacher}", "--student", f"hf:{tiny_model_dir}", "--train-limit", "4",
             "--eval-limit", "2", "--train-steps", "3", "--batch-size", "2", "--grad-accum", "1", "--lora-r", "4",
-            "--max-steps", "1", "--out", str(out), "--json"]  # fmt: skip
+            "--max-steps", "1", "--student-runtime", "transformers", "--out", str(out), "--json"]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     collected = [json.loads(line) for line in (out / "collect" / "results.jsonl").read_text().splitlines()]
