@@ -2,40 +2,23 @@
 
 One loaded model serves many threads (a lock around generate); the process keeps each loaded model
 in one cache, so graphs that ask for the same spec share weights instead of loading them again.
+The model class itself, and what makes it fast, is in hf_chat.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-    StoppingCriteria,
-    StoppingCriteriaList,
-)
-from transformers.generation.streamers import BaseStreamer
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from agentdistill.errors import ConfigError, ModelNotFound
-from agentdistill.models.base import (
-    Completion,
-    FinishReason,
-    Message,
-    ModelOptions,
-    StopStreamer,
-    TokenCallback,
-    Usage,
-    cut_at_stop,
-)
+from agentdistill.models.base import ModelOptions
+from agentdistill.models.hf_chat import TransformersChatModel
 from agentdistill.models.packaged import ensure_hf_dir, find_packaged
 from agentdistill.paths import cache_dir
 
@@ -72,6 +55,8 @@ class _ModelCache:
 
     def clear(self) -> None:
         with self._lock:
+            for model in self._models.values():
+                model.clear_prefix_cache()  # a caller still holding the model keeps its weights, not stale KV
             self._models.clear()
 
 
@@ -103,237 +88,6 @@ def resolve_dtype(dtype: str, device: str) -> str:
     if dtype not in _DTYPES:
         raise ConfigError("dtype", dtype, "auto, float32 (fp32), bfloat16 (bf16) or float16 (fp16)")
     return _CANONICAL[_DTYPES[dtype]]
-
-
-class TransformersChatModel:
-    """A ChatModel over an HF causal LM and its tokenizer. Thread-safe: one generate runs at a time."""
-
-    def __init__(
-        self,
-        model: PreTrainedModel,
-        tokenizer: PreTrainedTokenizerBase,
-        *,
-        spec: str,
-        device: str,
-        dtype: str,
-        lock: threading.Lock | None = None,
-    ) -> None:
-        self.spec = spec
-        self.device = device
-        self.dtype = dtype
-        self._model = model
-        self._tokenizer = tokenizer
-        self._lock = lock or threading.Lock()
-        eos = model.generation_config.eos_token_id
-        eos = eos if eos is not None else tokenizer.eos_token_id
-        self._eos: set[int] = set(eos if isinstance(eos, list) else [eos]) - {None}
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self._eos), 0)
-        self._pad: int = pad
-
-    def renamed(self, spec: str) -> TransformersChatModel:
-        """The same weights and lock under another spec (e.g. `hf:DIR` of a dir first loaded as `local:NAME`)."""
-        return TransformersChatModel(
-            self._model, self._tokenizer, spec=spec, device=self.device, dtype=self.dtype, lock=self._lock
-        )
-
-    def unwrap(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-        """(hf_model, tokenizer): the very weights this model runs, for benchmarks and training."""
-        return self._model, self._tokenizer
-
-    @property
-    def has_chat_template(self) -> bool:
-        return bool(getattr(self._tokenizer, "chat_template", None))
-
-    def render_prompt(self, messages: Sequence[Message]) -> str:
-        """The chat template with a generation prompt; base models without one get a `role: content` transcript."""
-        if self.has_chat_template:
-            return self._tokenizer.apply_chat_template(
-                [dict(m) for m in messages], add_generation_prompt=True, tokenize=False
-            )
-        return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
-
-    def encode(self, messages: Sequence[Message]) -> torch.Tensor:
-        """Prompt token ids, shape (1, len), on the model's device."""
-        # A rendered template already holds its special tokens; only the plain transcript needs BOS added.
-        enc = self._tokenizer(
-            self.render_prompt(messages), add_special_tokens=not self.has_chat_template, return_tensors="pt"
-        )
-        return enc["input_ids"].to(self._model.device)
-
-    def generate(
-        self,
-        messages: Sequence[Message],
-        *,
-        stop: Sequence[str] = (),
-        max_tokens: int = 512,
-        temperature: float = 0.0,
-        n: int = 1,
-        seed: int | None = None,
-        on_token: TokenCallback | None = None,
-        min_tokens: int = 0,
-    ) -> list[Completion]:
-        """See ChatModel.generate. `min_tokens` suppresses end-of-sequence that early (benchmarks force lengths).
-
-        Greedy with n > 1 returns n copies of one generation: they would be identical anyway.
-        """
-        _check_args(max_tokens=max_tokens, temperature=temperature, n=n, min_tokens=min_tokens, on_token=on_token)
-        stop = [s for s in stop if s]
-        started = time.perf_counter()
-        sample = temperature > 0
-        with self._lock:  # tokenizers and the global torch RNG are not safe to share between threads
-            ids = self.encode(messages)
-            prompt_len = ids.shape[1]
-            streamer = _DeltaStreamer(self._tokenizer, StopStreamer(stop, on_token), started) if on_token else None
-            kwargs = {
-                "input_ids": ids,
-                "attention_mask": torch.ones_like(ids),
-                "max_new_tokens": max_tokens,
-                "do_sample": sample,
-                "num_return_sequences": n if sample else 1,
-                "pad_token_id": self._pad,
-                "streamer": streamer,
-            }
-            if min_tokens:
-                kwargs["min_new_tokens"] = min_tokens
-            stopper = _StopOnText(self._tokenizer, stop, prompt_len) if stop else None
-            if stopper is not None:
-                kwargs["stopping_criteria"] = StoppingCriteriaList([stopper])
-            if sample:
-                kwargs.update(temperature=temperature, **self._sampling_filters())
-            with _seeded(seed if sample else None, self._model.device), torch.inference_mode():
-                out = self._model.generate(**kwargs)
-            rows = [
-                self._finish(out[row, prompt_len:], stop, max_tokens, stopper.stopped_at.get(row) if stopper else None)
-                for row in range(out.shape[0])
-            ]
-            ttft = None
-            if streamer is not None:
-                streamer.finish(rows[0][2])
-                ttft = streamer.ttft_s
-        latency = time.perf_counter() - started
-        completions = [
-            Completion(
-                text=text,
-                finish_reason=reason,
-                usage=Usage(prompt_tokens=prompt_len, completion_tokens=count),
-                latency_s=latency,
-                ttft_s=ttft,
-            )
-            for text, reason, _, count in rows
-        ]
-        return completions if sample else completions * n
-
-    def _sampling_filters(self) -> dict:
-        """Plain temperature sampling, as the OpenAI API does, unless the model's own config asks for top-k/top-p."""
-        config = self._model.generation_config
-        top_k = getattr(config, "top_k", None)
-        top_p = getattr(config, "top_p", None)
-        return {"top_k": top_k if top_k is not None else 0, "top_p": top_p if top_p is not None else 1.0}
-
-    def _finish(
-        self, generated: torch.Tensor, stop: Sequence[str], max_tokens: int, stopped_at: int | None
-    ) -> tuple[str, FinishReason, str, int]:
-        """(text cut at stop, finish reason, full decoded text, tokens generated) for one returned row.
-
-        A row that hit a stop string while other rows went on is padded after `stopped_at`; the padding
-        is not counted (the pad id is often the end token, so it cannot be told apart afterwards).
-        """
-        tokens = generated.tolist()[:stopped_at]
-        count, ended = len(tokens), False
-        for i, token in enumerate(tokens):
-            if token in self._eos:  # the end token counts, as it does in API usage
-                count, ended = i + 1, True
-                break
-            if token == self._pad:  # rows finished by a stop string are padded after the stop
-                count = i
-                break
-        full = self._tokenizer.decode(tokens[:count], skip_special_tokens=True)
-        text, hit = cut_at_stop(full, stop)
-        reason: FinishReason = "stop" if hit or ended or count < max_tokens else "length"
-        return text, reason, full, count
-
-
-def _check_args(*, max_tokens: int, temperature: float, n: int, min_tokens: int, on_token: object) -> None:
-    """Caller bugs, not user config: plain ValueErrors."""
-    if max_tokens < 1:
-        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-    if not 0 <= min_tokens <= max_tokens:
-        raise ValueError(f"min_tokens must be between 0 and max_tokens ({max_tokens}), got {min_tokens}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    if on_token is not None and n != 1:
-        raise ValueError("on_token streams one completion: call with n=1")
-
-
-@contextlib.contextmanager
-def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
-    """Seed torch's RNG for one call and restore it after, so a seeded call does not reseed the caller's code.
-
-    generate() samples from the global RNG (it takes no Generator); the model lock keeps calls apart.
-    """
-    if seed is None:
-        yield
-        return
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
-class _StopOnText(StoppingCriteria):
-    """Marks a row done once its generated text contains a stop sequence (stop strings may span tokens)."""
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, stop: Sequence[str], prompt_len: int) -> None:
-        self.tokenizer, self.stop, self.prompt_len = tokenizer, list(stop), prompt_len
-        self.stopped_at: dict[int, int] = {}  # row -> tokens generated when its stop appeared (padding follows)
-
-    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
-        done = []
-        for index, row in enumerate(input_ids):
-            if index not in self.stopped_at:
-                text = self.tokenizer.decode(row[self.prompt_len :].tolist(), skip_special_tokens=True)
-                if any(s in text for s in self.stop):
-                    self.stopped_at[index] = len(row) - self.prompt_len
-            done.append(index in self.stopped_at)
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-
-class _DeltaStreamer(BaseStreamer):
-    """Turns generated token ids into text deltas for a StopStreamer, which holds back anything past a stop."""
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, stop_streamer: StopStreamer, started: float) -> None:
-        self.tokenizer, self.out, self.started = tokenizer, stop_streamer, started
-        self.ids: list[int] = []
-        self.text = ""
-        self.ttft_s: float | None = None
-        self._prompt_seen = False
-
-    def put(self, value: torch.Tensor) -> None:
-        if not self._prompt_seen:  # generate() pushes the prompt first
-            self._prompt_seen = True
-            return
-        if self.ttft_s is None:
-            self.ttft_s = time.perf_counter() - self.started
-        self.ids.extend(value.reshape(-1).tolist())
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        # Half a multi-byte character decodes to U+FFFD; wait for the rest rather than emit it.
-        if text.endswith("\ufffd") or not text.startswith(self.text):
-            return
-        delta, self.text = text[len(self.text) :], text
-        if delta:
-            self.out.feed(delta)
-
-    def end(self) -> None:
-        """Nothing to flush here: finish() reconciles with the final decode."""
-
-    def finish(self, full_text: str) -> str:
-        """Emit whatever the final decode has beyond what was streamed (held-back bytes), then flush."""
-        if full_text.startswith(self.text) and len(full_text) > len(self.text):
-            self.out.feed(full_text[len(self.text) :])
-            self.text = full_text
-        return self.out.finish()
 
 
 def resolve_model_dir(path: Path, adapter: str | None) -> tuple[Path, Path | None]:
@@ -409,3 +163,14 @@ def load_packaged_model(name: str, options: ModelOptions) -> TransformersChatMod
 def load_hf_dir(path: str, options: ModelOptions) -> TransformersChatModel:
     """`hf:DIR`: a saved HF model dir, or a peft adapter dir whose base is a local dir."""
     return _cached_load(Path(path).expanduser(), options, spec=f"hf:{path}")
+
+
+__all__ = [
+    "TransformersChatModel",
+    "clear_model_cache",
+    "load_hf_dir",
+    "load_packaged_model",
+    "resolve_device",
+    "resolve_dtype",
+    "resolve_model_dir",
+]

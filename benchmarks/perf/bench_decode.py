@@ -86,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if not hasattr(ours, "unwrap"):
         raise SystemExit(f"{args.model}: only local: and hf: models run in-process and can be benchmarked here")
     hf_model, tok = ours.unwrap()  # the very same weights: only our overhead differs
+    # Every repeat sends the same prompt: prefix reuse would skip its prefill and flatter our side.
+    ours = ours.variant(reuse_prefix=False)
     prompt_ids = ours.encode(MSGS)  # the identical prompt tokens; raw gets them pre-tokenised, at no cost
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     texts: dict[str, str] = {}

@@ -45,7 +45,7 @@ OBSERVATIONS = [  # ~100 tokens each, like a search tool's top passages
     "[1] Canberra: Canberra is the capital city of Australia. Founded following the federation of the colonies of"
     " Australia as the seat of government for the new nation, it is Australia's largest inland city. [2] Australian"
     " Capital Territory: The territory had an estimated population of 456,692 in June 2021, almost all of it in"
-    " Canberra. [3] Parliament House: The building in Canberra has been the meeting place of the Parliament since 1988.",
+    " Canberra. [3] Parliament House: The building in Canberra has been the meeting place of Parliament since 1988.",
     "[1] Sydney: Sydney is the capital city of the state of New South Wales and the most populous city in Australia."
     " Its metropolitan area had an estimated population of 5,450,496 in June 2022. [2] Greater Sydney: The region"
     " covers 12,368 square kilometres and includes the Blue Mountains and the Central Coast. [3] Sydney Harbour:"
@@ -63,6 +63,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=4, help=f"model calls per run (at most {len(OBSERVATIONS)})")
     parser.add_argument("--tokens", type=int, default=48, help="max new tokens per step")
     parser.add_argument("--repeats", type=int, default=3, help="measured runs per setting, after a warm-up call")
+    parser.add_argument(
+        "--torch-threads", type=int, default=None, help="torch threads (on a busy machine 1 beats 2 by far)"
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = parser.parse_args(argv)
@@ -110,7 +113,7 @@ def encode_ms(model: Any, steps: int, texts: list[str]) -> list[float]:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     log = (lambda _: None) if args.json else (lambda line: print(line, file=sys.stderr))
-    base = make_chat_model(args.model, ModelOptions(device=args.device))
+    base = make_chat_model(args.model, ModelOptions(device=args.device, threads=args.torch_threads))
     if not hasattr(base, "variant"):
         raise SystemExit(f"{args.model}: only transformers:/hf: models have a prefix cache")
     base.generate([user("Hello")], max_tokens=4)  # warm-up: first calls allocate and pick kernels

@@ -21,7 +21,7 @@ from agentdistill.models.transformers_backend import (
 )
 from agentdistill.paths import cache_dir
 
-SMOL = "local:smollm2-135m"
+SMOL = "transformers:smollm2-135m"  # `local:` picks llama.cpp when it is installed
 COUNT = [user("Count from 1 to 10, separated by commas.")]  # SmolLM2 greedy: "1, 2, 3, 4, 5, 6, 7, 8, 9, 10"
 
 
@@ -82,7 +82,7 @@ def test_unknown_local_name_suggests_one() -> None:
 def test_load_twice_returns_the_cached_model() -> None:
     model = make_chat_model(SMOL)
     assert isinstance(model, TransformersChatModel) and isinstance(model, ChatModel)
-    assert make_chat_model(SMOL) is model
+    assert make_chat_model(SMOL).unwrap()[0] is model.unwrap()[0]  # the same weights, not loaded again
     assert (model.spec, model.device) == (SMOL, resolve_device("auto"))
 
 
@@ -168,3 +168,21 @@ def test_adapter_dir_loads_its_local_base(tmp_path: Path) -> None:
     [out] = student.generate(COUNT, max_tokens=6)
     [ref] = make_chat_model(SMOL).generate(COUNT, max_tokens=6)
     assert out.text == ref.text
+
+
+@pytest.mark.integration
+def test_n4_samples_share_one_prefill_reproducibly_and_stop_each_on_its_own() -> None:
+    model = make_chat_model(SMOL)
+    prompt = [user("Write one sentence about the sea.")]
+    first = model.generate(prompt, temperature=0.8, n=4, seed=11, stop=["."], max_tokens=6)
+    again = model.generate(prompt, temperature=0.8, n=4, seed=11, stop=["."], max_tokens=6)
+    assert len(first) == 4 and [c.text for c in first] == [c.text for c in again]
+    assert len({c.text for c in first}) > 1  # really sampled, not one row copied
+    assert all("." not in c.text for c in first)
+    # Each row stopped at its own stop or limit: its own token count and reason, never the batch's.
+    for c in first:
+        assert 0 < c.usage.completion_tokens <= 6
+        assert c.finish_reason == ("length" if c.usage.completion_tokens == 6 else "stop")
+    assert len({c.usage.prompt_tokens for c in first}) == 1  # the prompt is one per request
+    other = model.generate(prompt, temperature=0.8, n=4, seed=12, stop=["."], max_tokens=6)
+    assert [c.text for c in other] != [c.text for c in first]
