@@ -105,6 +105,20 @@ class ChatModel(Protocol):
         ...
 
 
+def check_args(*, max_tokens: int, temperature: float, n: int, min_tokens: int, on_token: object) -> None:
+    """Caller bugs, not user config: plain ValueErrors."""
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+    if not 0 <= min_tokens <= max_tokens:
+        raise ValueError(f"min_tokens must be between 0 and max_tokens ({max_tokens}), got {min_tokens}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if on_token is not None and n != 1:
+        raise ValueError("on_token streams one completion: call with n=1")
+
+
 def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     """Cut `text` before the earliest stop sequence; enforced here because some backends overshoot."""
     cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)

@@ -28,20 +28,6 @@ class Row:
     completion_tokens: int  # generated tokens, the end token included, padding excluded
 
 
-def check_args(*, max_tokens: int, temperature: float, n: int, min_tokens: int, on_token: object) -> None:
-    """Caller bugs, not user config: plain ValueErrors."""
-    if max_tokens < 1:
-        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-    if not 0 <= min_tokens <= max_tokens:
-        raise ValueError(f"min_tokens must be between 0 and max_tokens ({max_tokens}), got {min_tokens}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    if on_token is not None and n != 1:
-        raise ValueError("on_token streams one completion: call with n=1")
-
-
 @contextlib.contextmanager
 def seeded(seed: int | None, device: torch.device) -> Iterator[None]:
     """Seed torch's RNG for one call and restore it after, so a seeded call does not reseed the caller's code.

@@ -35,6 +35,7 @@ from agentdistill.models.base import (
     StopStreamer,
     TokenCallback,
     Usage,
+    check_args,
 )
 from agentdistill.models.packaged import PackagedModel, assembled_gguf, find_packaged, packaged_models, part_paths
 from agentdistill.paths import cache_dir
@@ -223,7 +224,7 @@ class GGUFChatModel:
         Greedy with n > 1 returns n copies of one generation: they would be identical anyway. `min_tokens`
         decodes past end-of-generation tokens until that many are out (benchmarks force lengths).
         """
-        _check_args(max_tokens=max_tokens, temperature=temperature, n=n, min_tokens=min_tokens, on_token=on_token)
+        check_args(max_tokens=max_tokens, temperature=temperature, n=n, min_tokens=min_tokens, on_token=on_token)
         stop = [s for s in stop if s]
         started = time.perf_counter()
         sample = temperature > 0
@@ -332,20 +333,6 @@ def _chat_formatter(llama: Llama) -> Callable[..., Any] | None:
         bos_token=llama._model.token_get_text(bos) if bos != -1 else "",
         add_generation_prompt=True,
     )
-
-
-def _check_args(*, max_tokens: int, temperature: float, n: int, min_tokens: int, on_token: object) -> None:
-    """Caller bugs, not user config: plain ValueErrors (the same rules as the transformers backend)."""
-    if max_tokens < 1:
-        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-    if not 0 <= min_tokens <= max_tokens:
-        raise ValueError(f"min_tokens must be between 0 and max_tokens ({max_tokens}), got {min_tokens}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    if on_token is not None and n != 1:
-        raise ValueError("on_token streams one completion: call with n=1")
 
 
 def resolve_threads(threads: int | None) -> int:

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteriaList
 
-from agentdistill.models.base import Completion, Message, StopStreamer, TokenCallback, Usage
+from agentdistill.models.base import Completion, Message, StopStreamer, TokenCallback, Usage, check_args
 from agentdistill.models.batcher import BatchStats, RequestBatcher
-from agentdistill.models.decoding import DeltaStreamer, Row, RowStops, check_args, finish_row, seeded
+from agentdistill.models.decoding import DeltaStreamer, Row, RowStops, finish_row, seeded
 from agentdistill.models.prefix_cache import PrefixCache, PrefixStats, crop_to
 
 
