@@ -74,6 +74,10 @@ def train(
     from agentdistill.paths import cache_dir
 
     conf = settings(ctx)
+    if conf.threads:  # `threads` in config / AGENTDISTILL_THREADS: torch threads for training too
+        import torch
+
+        torch.set_num_threads(conf.threads)
     train_file, val_file = data_dir / "train.jsonl", data_dir / "val.jsonl"
     if not train_file.is_file():
         raise NoTrainingData(f"{train_file} not found: write it with `agentdistill distill dataset --out {data_dir}`.")
