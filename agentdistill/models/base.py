@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, TypedDict, runtime_checkable
+from typing import Generic, Literal, Protocol, TypedDict, TypeVar, runtime_checkable
 
 
 class Message(TypedDict):
@@ -160,3 +161,31 @@ class StopStreamer:
         if upto > self.sent and self.on_token is not None:
             self.on_token(self.text[self.sent : upto])
         self.sent = max(self.sent, upto)
+
+
+M = TypeVar("M")
+
+
+class ModelCache(Generic[M]):
+    """A process-wide cache of loaded models, one per backend (STYLE.md allows exactly these globals).
+
+    Loading takes seconds and hundreds of MB: every graph node, agent and test asking for the same key
+    gets the same object. The lock is held while loading, so two threads never load the same weights twice.
+    """
+
+    def __init__(self) -> None:
+        self._models: dict[Hashable, M] = {}
+        self._lock = threading.Lock()
+
+    def get_or_load(self, key: Hashable, load: Callable[[], M]) -> M:
+        with self._lock:
+            if key not in self._models:
+                self._models[key] = load()
+            return self._models[key]
+
+    def drain(self) -> list[M]:
+        """Empty the cache and return what it held, for the backend to release (KV caches, native handles)."""
+        with self._lock:
+            models = list(self._models.values())
+            self._models.clear()
+        return models

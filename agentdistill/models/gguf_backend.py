@@ -31,6 +31,7 @@ from agentdistill.models.base import (
     Completion,
     FinishReason,
     Message,
+    ModelCache,
     ModelOptions,
     StopStreamer,
     TokenCallback,
@@ -110,43 +111,23 @@ def _llama_cpp() -> ModuleType:
         ) from exc
 
 
-class _ModelCache:
-    """The one process-wide cache of loaded GGUF models (STYLE.md allows exactly this global).
-
-    Every graph node, agent and test asking for the same file with the same context size and thread count
-    gets the same object, so its weights are mapped once and its KV cache keeps the last prompt.
-    `clear_model_cache()` empties it.
-    """
-
-    def __init__(self) -> None:
-        self._models: dict[CacheKey, GGUFChatModel] = {}
-        self._lock = threading.Lock()  # held while loading, so two threads never load the same file twice
-
-    def get_or_load(self, key: CacheKey, load: Callable[[], GGUFChatModel]) -> GGUFChatModel:
-        with self._lock:
-            if key not in self._models:
-                self._models[key] = load()
-            return self._models[key]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._models.clear()
-
-    def close_all(self) -> None:
-        """Free every llama.cpp model while the interpreter still works; its own __del__ fails at shutdown."""
-        with self._lock:
-            for model in self._models.values():
-                model.unwrap().close()
-            self._models.clear()
+# Keyed by (path, n_ctx, threads, GPU layers): weights are mapped once and each model's KV cache keeps the
+# last prompt, which the next step of a run reuses.
+_CACHE: ModelCache[GGUFChatModel] = ModelCache()
 
 
-_CACHE = _ModelCache()
-atexit.register(_CACHE.close_all)
+def _close_all() -> None:
+    """Free every llama.cpp model while the interpreter still works; its own __del__ fails at shutdown."""
+    for model in _CACHE.drain():
+        model.unwrap().close()
+
+
+atexit.register(_close_all)
 
 
 def clear_model_cache() -> None:
     """Forget every loaded GGUF model (tests, or a long process that switches models)."""
-    _CACHE.clear()
+    _CACHE.drain()
 
 
 class GGUFChatModel:

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from agentdistill.errors import ConfigError, ModelNotFound
-from agentdistill.models.base import ModelOptions
+from agentdistill.models.base import ModelCache, ModelOptions
 from agentdistill.models.hf_chat import TransformersChatModel
 from agentdistill.models.packaged import ensure_hf_dir, find_packaged
 from agentdistill.paths import cache_dir
@@ -36,36 +34,14 @@ _CANONICAL = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float1
 CacheKey = tuple[str, str | None, str, str]  # (resolved model dir, resolved adapter dir, device, dtype)
 
 
-class _ModelCache:
-    """The one process-wide cache of loaded models (STYLE.md allows exactly this global).
-
-    Loading takes seconds and hundreds of MB; every graph node, agent and test asking for the same
-    weights on the same device and dtype gets the same object. `clear_model_cache()` empties it.
-    """
-
-    def __init__(self) -> None:
-        self._models: dict[CacheKey, TransformersChatModel] = {}
-        self._lock = threading.Lock()  # held while loading, so two threads never load the same weights twice
-
-    def get_or_load(self, key: CacheKey, load: Callable[[], TransformersChatModel]) -> TransformersChatModel:
-        with self._lock:
-            if key not in self._models:
-                self._models[key] = load()
-            return self._models[key]
-
-    def clear(self) -> None:
-        with self._lock:
-            for model in self._models.values():
-                model.clear_prefix_cache()  # a caller still holding the model keeps its weights, not stale KV
-            self._models.clear()
-
-
-_CACHE = _ModelCache()
+# Keyed by weights, adapter, device and dtype (CacheKey).
+_CACHE: ModelCache[TransformersChatModel] = ModelCache()
 
 
 def clear_model_cache() -> None:
     """Forget every loaded model (tests, or a long process that switches models); memory frees once unreferenced."""
-    _CACHE.clear()
+    for model in _CACHE.drain():
+        model.clear_prefix_cache()  # a caller still holding the model keeps its weights, not stale KV
 
 
 def resolve_device(device: str) -> str:
