@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -152,11 +152,15 @@ class RunDir:
     def results(self) -> list[ItemResult]:
         """Finished items in completion order, one per item id (the first line wins); a torn line is skipped."""
         seen: dict[str, ItemResult] = {}
-        for number, raw in self._lines():
+        text = self.results_path.read_text(encoding="utf-8", errors="replace") if self.results_path.exists() else ""
+        lines = text.splitlines()
+        for number, raw in enumerate(lines, start=1):
+            if not raw.strip():
+                continue
             try:
                 result = ItemResult.from_dict(json.loads(raw))
             except (json.JSONDecodeError, TypeError) as exc:
-                if number == self._line_count():  # torn tail of a killed writer: that item is not finished
+                if number == len(lines):  # torn tail of a killed writer: that item is not finished
                     continue
                 raise RunDirError(f"{self.results_path}:{number}: unreadable result line ({exc}).") from exc
             seen.setdefault(result.item_id, result)
@@ -169,16 +173,6 @@ class RunDir:
         """Items of the spec not finished yet, in spec order."""
         done = self.done_ids()
         return [i for i in self.spec.item_ids if i not in done]
-
-    def _lines(self) -> Iterable[tuple[int, str]]:
-        if not self.results_path.exists():
-            return []
-        text = self.results_path.read_text(encoding="utf-8", errors="replace")
-        return [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
-
-    def _line_count(self) -> int:
-        text = self.results_path.read_text(encoding="utf-8", errors="replace")
-        return len(text.splitlines())
 
     def _cut_torn_tail(self) -> None:
         data = self.results_path.read_bytes() if self.results_path.exists() else b""
