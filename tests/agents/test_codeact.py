@@ -270,9 +270,8 @@ def test_thread_resume_sees_earlier_turns(store: TrajectoryStore, sandbox: Pytho
         out = second.invoke({"question": "and doubled?"}, config=config)
     assert out["history"] == [["3 * 4?", "12"], ["and doubled?", "24"]]
     prompt = model.history[0][-1]["content"]
-    assert prompt.startswith("Earlier in this conversation:\nQ: 3 * 4?\nA: 12\n") and prompt.endswith(
-        "Task: and doubled?"
-    )
+    assert prompt.startswith("Earlier in this conversation:\nQ: 3 * 4?\nA: 12\n")
+    assert "\nTask: and doubled?\n" in prompt and prompt.endswith("```python code block.")
     runs = store.runs()
     assert [r.question for r in runs] == ["3 * 4?", "and doubled?"] and runs[0].id != runs[1].id
 
@@ -299,6 +298,14 @@ def test_parse_code_action_variants() -> None:
     assert isinstance(parse_code_action("Thought: t\n```python\nprint(3", cut_off=True), ParseFault)
     assert isinstance(parse_code_action("```python\n\n```"), ParseFault)
     assert CodeAction("", "x").message_text("first") == "Thought: first\n```python\nx\n```"
+
+
+def test_a_bare_final_answer_line_runs_but_fenceless_prose_or_other_code_does_not() -> None:
+    # Qwen2.5-Coder-1.5B's habit after an Observation that held the result: the call without a fence.
+    assert parse_code_action("final_answer(72.0)") == CodeAction("", "final_answer(72.0)")
+    assert parse_code_action("Thought: done.\nfinal_answer('a b')") == CodeAction("done.", "final_answer('a b')")
+    for text in ("The answer is 72.", "final_answer(72)\nprint(3)", "final_answer(72) and more", "print(72)"):
+        assert isinstance(parse_code_action(text), ParseFault), text
 
 
 def test_observation_and_vote_helpers() -> None:
