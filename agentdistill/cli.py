@@ -10,6 +10,7 @@ import click
 
 from agentdistill import __version__
 from agentdistill.commands.bench import bench
+from agentdistill.commands.catalog import catalog
 from agentdistill.commands.chat import ask, chat
 from agentdistill.commands.demo import demo
 from agentdistill.commands.distill import distill
@@ -40,7 +41,7 @@ def version() -> None:
     click.echo(f"agentdistill {__version__}")
 
 
-for group in (chat, ask, bench, demo, distill, kb, models, serve, trajectories):
+for group in (chat, ask, bench, catalog, demo, distill, kb, models, serve, trajectories):
     cli.add_command(group)
 
 

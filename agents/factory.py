@@ -4,7 +4,8 @@ Each graph file takes tools as a parameter and knows nothing about knowledge bas
 module is the one place that decides which tools each agent gets by default:
 - react: KB `search` + `lookup` (when a KB is given) and the math tools;
 - codeact: a Python sandbox whose code can call KB `search`, with sympy imported;
-- lag: KB `search` (it cannot run without one).
+- lag: KB `search` (it cannot run without one);
+- recbot: the catalog tools (filter, retrieve, rank, explain); it cannot run without a catalog.
 """
 
 from __future__ import annotations
@@ -19,20 +20,23 @@ from langgraph.graph.state import CompiledStateGraph
 from agentdistill.agents.codeact import build_codeact_graph
 from agentdistill.agents.lag import build_lag_graph
 from agentdistill.agents.react import build_react_graph
+from agentdistill.agents.recbot import build_recbot_graph
 from agentdistill.errors import AgentDistillError
 from agentdistill.memory.knowledge import KnowledgeStore
 from agentdistill.models.base import ChatModel, Completion, Message, TokenCallback
 from agentdistill.tools.base import Tool
+from agentdistill.tools.catalog import Catalog, make_catalog_tools
 from agentdistill.tools.math import make_math_tools
 from agentdistill.tools.python_sandbox import PythonSandbox, SandboxConfig
 from agentdistill.tools.retrieval import make_lookup_tool, make_search_tool
 from agentdistill.trajectory import Recorder
 
-AGENTS = ("react", "codeact", "lag")
+AGENTS = ("react", "codeact", "lag", "recbot")
 BUILDERS: Mapping[str, Callable[..., CompiledStateGraph]] = {
     "react": build_react_graph,
     "codeact": build_codeact_graph,
     "lag": build_lag_graph,
+    "recbot": build_recbot_graph,
 }
 
 
@@ -47,6 +51,15 @@ class KnowledgeBaseRequired(AgentDistillError):
         super().__init__(
             f"the {agent} agent answers from a knowledge base: pass --kb NAME (`agentdistill kb list` shows them; "
             "`--kb sample` is the shipped one)."
+        )
+
+
+class CatalogRequired(AgentDistillError):
+    def __init__(self, agent: str) -> None:
+        super().__init__(
+            f"the {agent} agent recommends from an item catalog: pass catalog=default_catalog(home, embedder) "
+            "(the shipped Netflix titles) or Catalog.open(DIR); on the command line, omit --catalog for the "
+            "shipped one or pass --catalog DIR (`agentdistill catalog import FILE --out DIR` makes one)."
         )
 
 
@@ -84,9 +97,13 @@ class StreamingModel:
         return getattr(self.inner, name)
 
 
-def default_tools(name: str, kb: KnowledgeStore | None) -> list[Tool]:
+def default_tools(name: str, kb: KnowledgeStore | None, catalog: Catalog | None = None) -> list[Tool]:
     """The tools `build_agent` gives agent `name` (codeact's are the host tools its sandbox can call)."""
     check_agent(name)
+    if name == "recbot":
+        if catalog is None:
+            raise CatalogRequired(name)
+        return make_catalog_tools(catalog)
     kb_tools = [] if kb is None else [make_search_tool(kb), make_lookup_tool(kb)]
     if name == "react":
         return [*kb_tools, *make_math_tools()]
@@ -115,22 +132,29 @@ def build_agent(
     prompts_dir: Path | None = None,
     on_token: TokenCallback | None = None,
     tools: Sequence[Tool] | None = None,
+    catalog: Catalog | None = None,
     **options: Any,
 ) -> CompiledStateGraph:
     """Build agent `name` around `model` with its default tools (or `tools` instead).
 
     `options` go to the graph builder unchanged (e.g. codeact's FTP/SAG settings, lag's `k`), so a typo
     fails there with Python's own "unexpected keyword argument". `on_token` streams every single-sample
-    model call's text as it is produced. `recorder` None records nothing.
+    model call's text as it is produced. `recorder` None records nothing. `catalog` is recbot's item
+    catalog (required for it, ignored by the others); recbot makes a fixed number of calls per turn, so it
+    takes no `max_steps`.
     """
     check_agent(name)
     recorder = recorder or Recorder(None, agent=name)
     if on_token is not None:
         model = StreamingModel(model, on_token)
-    chosen = list(tools) if tools is not None else default_tools(name, kb)
+    chosen = list(tools) if tools is not None else default_tools(name, kb, catalog)
     common: dict[str, Any] = {"checkpointer": checkpointer, "recorder": recorder, "prompts_dir": prompts_dir}
-    if max_steps is not None:
+    if max_steps is not None and name != "recbot":
         common["max_steps"] = max_steps
+    if name == "recbot":
+        if catalog is None:
+            raise CatalogRequired(name)
+        options = {**options, "catalog": catalog}
     if name == "codeact":
         # sympy is importable in any sandbox; importing it up front saves each first cell ~1 s.
         options = {**options, "sandbox": sandbox or PythonSandbox(SandboxConfig(), preamble="import sympy")}

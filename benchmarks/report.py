@@ -17,6 +17,7 @@ from typing import Any
 from agentdistill.benchmarks import plots
 from agentdistill.benchmarks.results import ItemResult, RunDir
 from agentdistill.benchmarks.runner import RunSummary, summarize
+from agentdistill.benchmarks.suites.rec_metrics import REC_ROWS, rec_summary, transcripts
 from agentdistill.errors import AgentDistillError
 from agentdistill.paths import atomic_write
 
@@ -24,6 +25,7 @@ FORMAT_VERSION = 1
 BREAKDOWN_KEYS = ("type", "level", "hops")  # item meta fields worth splitting accuracy by
 STATUSES = ("ok", "max_steps", "error", "timeout")
 SLOWEST, WRONG_SAMPLE = 10, 10
+TRANSCRIPTS = 10  # simulated sessions printed turn by turn in report.md (all are in report.json)
 _Z95 = 1.959963984540054
 
 # (label, summary key, format) for the summary table in markdown, on the terminal and in compare tables.
@@ -55,7 +57,8 @@ def wilson_interval(correct: int, n: int, z: float = _Z95) -> tuple[float, float
     centre = p + z * z / (2 * n)
     spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     scale = 1 + z * z / n
-    return max(0.0, (centre - spread) / scale), min(1.0, (centre + spread) / scale)
+    # rounding can put a bound a hair past p at 0/n or n/n (3e-17 above 0): that would be a negative error bar
+    return max(0.0, min(p, (centre - spread) / scale)), min(1.0, max(p, (centre + spread) / scale))
 
 
 def mcnemar_exact(only_a: int, only_b: int) -> float:
@@ -68,10 +71,10 @@ def mcnemar_exact(only_a: int, only_b: int) -> float:
 
 
 def summary_dict(results: Sequence[ItemResult]) -> dict[str, Any]:
-    """`summarize` plus the Wilson interval on accuracy, as plain JSON-ready values."""
+    """`summarize` plus the Wilson interval on accuracy (and the recommendation figures of rec runs), JSON-ready."""
     summary: RunSummary = summarize(results)
     ci = wilson_interval(summary.correct, summary.n)
-    return {**summary.as_dict(), "accuracy_ci95": None if ci is None else [ci[0], ci[1]]}
+    return {**summary.as_dict(), **rec_summary(results), "accuracy_ci95": None if ci is None else [ci[0], ci[1]]}
 
 
 def format_value(summary: Mapping[str, Any], key: str, kind: str) -> str:
@@ -94,7 +97,12 @@ def format_value(summary: Mapping[str, Any], key: str, kind: str) -> str:
 
 
 def summary_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
-    return [(label, format_value(summary, key, kind)) for label, key, kind in ROWS]
+    return [(label, format_value(summary, key, kind)) for label, key, kind in _rows([summary])]
+
+
+def _rows(summaries: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, str, str], ...]:
+    """ROWS, plus the recommendation rows when any of the runs is a recommendation run."""
+    return ROWS + REC_ROWS if any("violation_rate" in s for s in summaries) else ROWS
 
 
 def write_report(run_dir: Path, out_dir: Path | None = None) -> Path:
@@ -113,6 +121,7 @@ def write_report(run_dir: Path, out_dir: Path | None = None) -> Path:
         "breakdown": breakdown(results),
         "slowest": [_brief(r) for r in sorted(results, key=lambda r: -r.latency_s)[:SLOWEST]],
         "wrong_sample": [_brief(r, answers=True) for r in results if not r.correct][:WRONG_SAMPLE],
+        "transcripts": transcripts(results) if "violation_rate" in summary else [],
         "plots": _run_plots(out, run.spec.name, results, summary=summary) if results else {},
     }
     with atomic_write(out / "report.json") as f:
@@ -177,7 +186,8 @@ def compare_runs(run_dirs: Sequence[Path], out_dir: Path) -> Path:
 
 def compare_rows(data: Mapping[str, Any]) -> list[list[str]]:
     """The side-by-side table of a compare.json: one row per figure, one column per run."""
-    rows = [[label, *(format_value(s, key, kind) for s in data["compared"])] for label, key, kind in ROWS]
+    compared = data["compared"]
+    rows = [[label, *(format_value(s, key, kind) for s in compared)] for label, key, kind in _rows(compared)]
     if data["same_suite"]:
         rows.append(["n (all finished)", *(str(s["n"]) for s in data["full"])])
         rows.append(["accuracy (all finished)", *(format_value(s, "accuracy", "acc") for s in data["full"])])
@@ -330,6 +340,7 @@ def _report_md(data: Mapping[str, Any]) -> str:
     for key, groups in data["breakdown"].items():
         rows = [(v, g["n"], f"{g['accuracy']:.1%}", f"{g['f1']:.3f}") for v, g in groups.items()]
         lines += ["", f"## By {key}", "", *_md_table([key, "n", "accuracy", "F1"], rows)]
+    lines += _rec_md(s, data["transcripts"])
     lines += ["", "## Plots", ""] + [f"![{k}]({v})" for k, v in data["plots"].items()]
     rows = [(r["item_id"], f"{r['latency_s']:.2f}", r["status"], r["steps"], r["tokens"]) for r in data["slowest"]]
     lines += [
@@ -347,6 +358,37 @@ def _report_md(data: Mapping[str, Any]) -> str:
             *_md_table(["item", "status", "answer", "gold"], rows),
         ]
     return "\n".join(lines) + "\n"
+
+
+def _rec_md(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Recommendation runs: hit@k by turn and the sessions, or the responses to the real requests."""
+    if not rows:
+        return []
+    lines: list[str] = []
+    if summary.get("hit_by_turn"):
+        by_turn = [(t, f"{v:.1%}") for t, v in summary["hit_by_turn"].items()]
+        lines += ["", "## Hit@k by turn", "", *_md_table(["turn", "sessions with a hit so far"], by_turn)]
+        table = [(r["item_id"], r["target"], r["status"], next((t["turn"] for t in r["turns"] if t["hit"]), "—"),
+                  len(r["turns"]), sum(t["violating"] for t in r["turns"])) for r in rows]  # fmt: skip
+        lines += ["", "## Sessions", "", *_md_table(["session", "target", "status", "hit turn", "turns", "violating"],
+                                                     table)]  # fmt: skip
+        lines += ["", f"## Transcripts (first {min(TRANSCRIPTS, len(rows))})"]
+        for r in rows[:TRANSCRIPTS]:
+            lines += ["", f"### {r['item_id']}: {r['target']}", ""]
+            for t in r["turns"]:
+                picks = "; ".join(t["recommended"]) or ("(asked to clarify)" if t["clarification"] else "(nothing)")
+                mark = " **hit**" if t["hit"] else ""
+                lines.append(f"{t['turn']}. user ({t['act']}): {t['user']}  \n   recommended: {picks}{mark}")
+            if r["error"]:
+                lines.append(f"   error: {r['error']}")
+        return lines
+    lines += ["", f"## Responses ({len(rows)} requests)", ""]
+    for r in rows:
+        answer = " ".join((r["answer"] or r["error"] or "").split())
+        picks = "; ".join(r["recommended"]) or "(nothing)"
+        lines += [f"- **{r['item_id']}** ({r['status']}): {r['request']}", f"  - recommended: {picks}",
+                  f"  - reply: {answer}"]  # fmt: skip
+    return lines
 
 
 def _compare_md(data: Mapping[str, Any]) -> str:

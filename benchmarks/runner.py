@@ -5,6 +5,11 @@ model, the KB and the trajectory store, all thread-safe. Workers only compute; t
 scores into the store and appends to results.jsonl, so a line is written exactly once per item even when
 a timed-out worker finishes late. `--resume` simply runs `run_dir.pending_ids()` again.
 
+A suite whose items are conversations (the simulated recommendation sessions) passes an `episode` function
+instead of a metric: it drives the graph over as many turns as it likes, scores the item itself and returns an
+`Outcome`; the runner treats it like a turn otherwise (deadline, errors, resume), and every run the item
+recorded gets the item's score, so distill can select any turn of a good session.
+
 `summarize` is the one aggregation of a run's results; `bench run` prints it and the reports reuse it, so
 a figure means the same everywhere.
 """
@@ -17,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tqdm import tqdm
@@ -76,6 +81,27 @@ class RunnerConfig:
             raise ConfigError("concurrency", self.concurrency, "1 or more items in flight")
         if not self.item_timeout_s > 0:
             raise ConfigError("item_timeout_s", self.item_timeout_s, "a positive number of seconds")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    """What a suite's episode function reports for one item, in place of `run_turn` + metric."""
+
+    answer: str | None  # the last reply, shown in reports
+    status: str  # ok | max_steps | error
+    correct: bool
+    metrics: Mapping[str, float]
+    run_ids: tuple[str, ...]  # every run the item recorded, in order; each gets the item's score
+    steps: int = 0  # model calls over all runs
+    tool_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    error: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)  # extra facts for reports (a transcript), kept in results
+
+
+Episode = Callable[[Item, Any, TrajectoryStore], Outcome]  # (item, graph, store) -> outcome; may raise like a turn
 
 
 class _Slot:
@@ -145,11 +171,16 @@ class _ItemRecorder(Recorder):
     def __init__(self, store: TrajectoryStore, *, agent: str, meta: Mapping[str, Any], slot: _Slot) -> None:
         super().__init__(store, agent=agent, meta=meta)
         self.slot = slot
-        self.run_id: str | None = None
+        self.run_ids: list[str] = []  # one per turn; a single-question item has one
+
+    @property
+    def run_id(self) -> str | None:
+        return self.run_ids[-1] if self.run_ids else None
 
     def start(self, question: str, *, meta: Mapping[str, Any] | None = None, run_id: str | None = None) -> str:
-        self.run_id = super().start(question, meta=meta, run_id=run_id)
-        return self.run_id
+        started = super().start(question, meta=meta, run_id=run_id)
+        self.run_ids.append(started)
+        return started
 
     def finish(self, run_id: str, *, status: RunStatus, answer: str | None, error: StepError | None = None) -> None:
         if self.slot.abandoned and status != "error":  # keep the store in line with the "timeout" results line
@@ -166,17 +197,21 @@ def run_benchmark(
     *,
     make_graph: MakeGraph,
     store: TrajectoryStore,
-    metric: Metric,
+    metric: Metric | None = None,
+    episode: Episode | None = None,
     config: RunnerConfig,
     model_spec: str,
     prices: Mapping[str, Sequence[float]],
 ) -> RunSummary:
     """Run every pending item of `run_dir` (in spec order), append one result line each, return the summary.
 
-    An agent that raises is recorded as an "error" item and the run goes on; an item over its time budget
-    is recorded as "timeout". Ctrl-C stops submitting, keeps what finished, and re-raises: `--resume` then
-    picks up exactly the items without a line.
+    Each item is one `run_turn` scored by `metric`, or whatever `episode` does with it (exactly one of the
+    two). An agent that raises is recorded as an "error" item and the run goes on; an item over its time
+    budget is recorded as "timeout". Ctrl-C stops submitting, keeps what finished, and re-raises: `--resume`
+    then picks up exactly the items without a line.
     """
+    if (metric is None) == (episode is None):
+        raise ValueError("run_benchmark needs exactly one of metric (one question per item) or episode")
     by_id = {item.id: item for item in items}
     pending = run_dir.pending_ids()
     missing = [item_id for item_id in pending if item_id not in by_id]
@@ -198,14 +233,14 @@ def run_benchmark(
         slot.started = time.monotonic()
         meta = {"bench_run": str(run_dir.path), "suite": spec.suite, "item_id": slot.item.id}
         slot.recorder = _ItemRecorder(store, agent=spec.agent, meta=meta, slot=slot)
-        return _run_item(slot, make_graph(slot.recorder), store, metric, model_spec, prices)
+        return _run_item(slot, make_graph(slot.recorder), store, metric, episode, model_spec, prices)
 
     def finish(result: ItemResult) -> None:
         if result.item_id in finished:
             return
         finished.add(result.item_id)
-        if result.run_id is not None:
-            store.set_score(result.run_id, 1.0 if result.correct else 0.0, result.metrics, suite=spec.suite,
+        for run_id in result.meta.get("run_ids") or ([result.run_id] if result.run_id is not None else []):
+            store.set_score(run_id, 1.0 if result.correct else 0.0, result.metrics, suite=spec.suite,
                             item_id=result.item_id)  # fmt: skip
         run_dir.append(result)
         progress.add(result)
@@ -260,7 +295,8 @@ def _run_item(
     slot: _Slot,
     graph: Any,
     store: TrajectoryStore,
-    metric: Metric,
+    metric: Metric | None,
+    episode: Episode | None,
     model_spec: str,
     prices: Mapping[str, Sequence[float]],
 ) -> ItemResult | None:
@@ -268,6 +304,8 @@ def _run_item(
     item, golds = slot.item, _golds(slot.item)
     started = time.perf_counter()
     try:
+        if episode is not None:
+            return _episode_result(item, episode(item, graph, store), model_spec, prices)
         turn = run_turn(graph, store, item.question)
     except RunAborted:
         return None  # not finished: the item runs again on --resume
@@ -276,6 +314,7 @@ def _run_item(
     except Exception as exc:  # an agent crash is this item's result, never the run's end
         message = f"{type(exc).__name__}: {exc}"
         return _failed(slot, "error", message, time.perf_counter() - started, store, model_spec, prices)
+    assert metric is not None  # run_benchmark checked: no episode means a metric
     score = metric(turn.answer, golds)
     status: ItemStatus = turn.status if turn.status in ("ok", "max_steps", "error") else "error"  # type: ignore[assignment]
     return ItemResult(
@@ -285,6 +324,21 @@ def _run_item(
         completion_tokens=turn.completion_tokens, latency_s=turn.latency_s,
         cost_usd=cost_usd(model_spec, turn.prompt_tokens, turn.completion_tokens, prices),
         error=turn.error if status != "ok" else None, meta=_meta(item),
+    )  # fmt: skip
+
+
+def _episode_result(item: Item, outcome: Outcome, model_spec: str, prices: Mapping[str, Sequence[float]]) -> ItemResult:
+    status: ItemStatus = outcome.status if outcome.status in ("ok", "max_steps", "error") else "error"  # type: ignore[assignment]
+    meta = {**_meta(item), **outcome.meta}
+    if len(outcome.run_ids) > 1:
+        meta["run_ids"] = list(outcome.run_ids)
+    return ItemResult(
+        item_id=item.id, status=status, correct=outcome.correct and status != "error", metrics=dict(outcome.metrics),
+        answer=outcome.answer, gold=_golds(item), run_id=outcome.run_ids[-1] if outcome.run_ids else None,
+        steps=outcome.steps, tool_calls=outcome.tool_calls, prompt_tokens=outcome.prompt_tokens,
+        completion_tokens=outcome.completion_tokens, latency_s=outcome.latency_s,
+        cost_usd=cost_usd(model_spec, outcome.prompt_tokens, outcome.completion_tokens, prices),
+        error=outcome.error if status != "ok" else None, meta=meta,
     )  # fmt: skip
 
 
@@ -305,21 +359,25 @@ def _failed(
     model_spec: str,
     prices: Mapping[str, Sequence[float]],
 ) -> ItemResult:
-    """The result of an item that ended without an answer; tokens spent so far still count (and cost)."""
-    run_id = slot.recorder.run_id if slot.recorder is not None else None
+    """The result of an item that ended without an answer; tokens spent so far (every turn's) still count."""
+    run_ids: list[str] = []
     steps = tool_calls = prompt = completion = 0
-    if run_id is not None:
+    for run_id in slot.recorder.run_ids if slot.recorder is not None else []:
         try:
             run = store.get(run_id)
-            steps, prompt, completion = run.model_calls, run.prompt_tokens, run.completion_tokens
-            tool_calls = sum(1 for s in run.steps if s.kind == "tool")
-        except StoreError:  # the run row never landed: the figures stay zero
-            run_id = None
+        except StoreError:  # the run row never landed: it adds nothing
+            continue
+        run_ids.append(run_id)
+        steps += run.model_calls
+        prompt += run.prompt_tokens
+        completion += run.completion_tokens
+        tool_calls += sum(1 for s in run.steps if s.kind == "tool")
+    meta = {**_meta(slot.item), **({"run_ids": run_ids} if len(run_ids) > 1 else {})}
     return ItemResult(
         item_id=slot.item.id, status=status, correct=False, metrics={"em": 0.0, "f1": 0.0}, answer=None,
-        gold=_golds(slot.item), run_id=run_id, steps=steps, tool_calls=tool_calls, prompt_tokens=prompt,
-        completion_tokens=completion, latency_s=latency_s, cost_usd=cost_usd(model_spec, prompt, completion, prices),
-        error=message, meta=_meta(slot.item),
+        gold=_golds(slot.item), run_id=run_ids[-1] if run_ids else None, steps=steps, tool_calls=tool_calls,
+        prompt_tokens=prompt, completion_tokens=completion, latency_s=latency_s,
+        cost_usd=cost_usd(model_spec, prompt, completion, prices), error=message, meta=meta,
     )  # fmt: skip
 
 

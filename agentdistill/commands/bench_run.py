@@ -3,6 +3,10 @@
 Everything that can fail on the user's input (suite, data lines, knowledge base, model spec, a resume
 whose spec differs) fails before the run directory is created and before any model call, so a typo
 never leaves half a run behind.
+
+Recommendation suites (`rec-netflix`, `rec-requests`) run recbot over the packaged catalog, built once per
+embedder (`--embedder`); each item is a whole simulated session, and `--option user=rule|llm`,
+`user_model=SPEC`, `persona=TEXT` and `max_turns=N` shape the simulated user instead of the agent.
 """
 
 from __future__ import annotations
@@ -11,18 +15,20 @@ import dataclasses
 import json
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+from langgraph.checkpoint.memory import InMemorySaver
 
 from agentdistill.agents.factory import AGENTS, build_agent, check_agent
 from agentdistill.benchmarks.items import Item
 from agentdistill.benchmarks.metrics import METRICS
 from agentdistill.benchmarks.results import RunDir, RunSpec
-from agentdistill.benchmarks.runner import RunnerConfig, RunSummary, run_benchmark
+from agentdistill.benchmarks.runner import Episode, RunnerConfig, RunSummary, run_benchmark
 from agentdistill.benchmarks.suites.kb_cache import suite_kb
+from agentdistill.benchmarks.suites.rec_metrics import rec_rows, rec_summary
 from agentdistill.benchmarks.suites.registry import (
     SUITES,
     DataDirRequired,
@@ -38,8 +44,13 @@ from agentdistill.config import Settings
 from agentdistill.errors import AgentDistillError
 from agentdistill.memory.trajectories import TrajectoryStore
 from agentdistill.models import make_chat_model
+from agentdistill.models.base import ChatModel
 from agentdistill.tools.python_sandbox import PythonSandbox, SandboxConfig
 from agentdistill.trajectory import Recorder
+
+if TYPE_CHECKING:
+    from agentdistill.benchmarks.suites.rec_episode import EpisodeSettings
+    from agentdistill.tools.catalog import Catalog
 
 # what RunSpec.same_work compares
 SPEC_FIELDS = ("suite", "agent", "model", "item_ids", "seed", "max_steps", "options", "kb", "embedder")
@@ -97,8 +108,13 @@ def run(
     stored = RunDir.open(run_dir, repair=True) if resume and run_dir is not None else None
     base = stored.spec if stored is not None else None
     agent = check_agent(agent or (base.agent if base else suite.agent))
-    items = load_items(suite, data_dir or config.data_dir)  # every line validated: bad data fails before any call
     options = dict(_parse_option(o) for o in agent_options) or None
+    episode_settings = _episode_settings(
+        suite, agent, options if options is not None else (base.options if base else {})
+    )
+    catalog = _suite_catalog(suite, config, embedder if embedder is not None else (base.embedder if base else None))
+    # every line validated: bad data fails before any call
+    items = load_items(suite, data_dir or config.data_dir, catalog=catalog)
     asked = {"agent": agent, "model": model_spec, "seed": seed, "max_steps": max_steps, "label": label,
              "kb": kb_name, "embedder": embedder, "options": options}  # fmt: skip
     spec = _spec(suite, items, asked, limit=limit, base=base, config=config)
@@ -110,15 +126,23 @@ def run(
     click.echo(f"run dir: {target.path} ({len(target.pending_ids())} of {len(spec.item_ids)} items to run)", err=True)
     sandbox = PythonSandbox(SandboxConfig(), preamble="import sympy") if agent == "codeact" else None
 
+    agent_opts, episode = dict(target.spec.options), None
+    if suite.episode is not None and catalog is not None and episode_settings is not None:
+        agent_opts, episode = _rec_episode(suite.episode, catalog, episode_settings, agent_opts, model, config)
+
     def make_graph(recorder: Recorder) -> Any:
+        if catalog is not None:  # a session is several turns on one thread: each item gets its own memory
+            return build_agent(agent, model, kb=kb, recorder=recorder, catalog=catalog,
+                               checkpointer=InMemorySaver(), **agent_opts)  # fmt: skip
         return build_agent(agent, model, kb=kb, recorder=recorder, max_steps=spec.max_steps, sandbox=sandbox,
-                           **target.spec.options)  # fmt: skip
+                           **agent_opts)  # fmt: skip
 
     runner = RunnerConfig(concurrency=concurrency, item_timeout_s=item_timeout, progress=None, seed=spec.seed)
+    metric = METRICS[suite.metric] if episode is None else None
     with TrajectoryStore.open(config.trajectories_path) as store:
         try:
             summary = run_benchmark(
-                target, items, make_graph=make_graph, store=store, metric=METRICS[suite.metric], config=runner,
+                target, items, make_graph=make_graph, store=store, metric=metric, episode=episode, config=runner,
                 model_spec=spec.model, prices=config.prices,
             )  # fmt: skip
         except KeyboardInterrupt:
@@ -126,10 +150,11 @@ def run(
             again = f"agentdistill bench run --suite {suite.name} --run-dir {target.path} --resume"
             click.echo(f"\ninterrupted after {done} of {total} items; continue with `{again}`", err=True)
             ctx.exit(130)
+    rec = rec_summary(target.results()) if suite.episode is not None else {}
     if as_json:
-        emit_json({"run_dir": str(target.path), "name": target.spec.name, "summary": summary.as_dict()})
+        emit_json({"run_dir": str(target.path), "name": target.spec.name, "summary": {**summary.as_dict(), **rec}})
     else:
-        _print_summary(target, summary)
+        _print_summary(target, summary, rec)
 
 
 @click.command("list")
@@ -155,6 +180,38 @@ def list_suites(ctx: click.Context, data_dir: Path | None, as_json: bool) -> Non
         click.echo(
             "Set --data-dir or `data_dir = ...` in config.toml to use the suites read from a data dir.", err=True
         )
+
+
+def _episode_settings(suite: Suite, agent: str, options: Mapping[str, Any]) -> EpisodeSettings | None:
+    """The simulated user's settings for an episode suite (checked before anything runs); None for others."""
+    if suite.episode is None:
+        return None
+    if agent != "recbot":
+        raise click.UsageError(f"suite {suite.name} recommends catalog titles: run it with --agent recbot.")
+    from agentdistill.benchmarks.suites.rec_episode import split_options
+
+    return split_options(options)[0]
+
+
+def _rec_episode(
+    kind: str, catalog: Catalog, settings: EpisodeSettings, options: Mapping[str, Any], model: ChatModel,
+    config: Settings,
+) -> tuple[dict[str, Any], Episode]:  # fmt: skip
+    """The agent's own options (the user's taken out) and the episode that plays each session."""
+    from agentdistill.benchmarks.suites.rec_episode import make_episode, make_user, split_options
+
+    user_model = make_chat_model(settings.user_model, config.model_options()) if settings.user_model else model
+    return split_options(options)[1], make_episode(kind, catalog, settings, make_user(settings, catalog, user_model))
+
+
+def _suite_catalog(suite: Suite, config: Settings, embedder: str | None) -> Catalog | None:
+    """The packaged catalog for recommendation suites (built on first use with the embedder); None for others."""
+    if suite.episode is None:
+        return None
+    from agentdistill.memory.embedders import make_embedder
+    from agentdistill.tools.catalog import default_catalog
+
+    return default_catalog(config.home, make_embedder(embedder, device=_device(config)))
 
 
 def _data_path(suite: Suite, data_dir: Path | None) -> Path | None:
@@ -236,7 +293,7 @@ def _device(config: Settings) -> str | None:
     return None if config.device == "auto" else config.device
 
 
-def _print_summary(run_dir: RunDir, summary: RunSummary) -> None:
+def _print_summary(run_dir: RunDir, summary: RunSummary, rec: Mapping[str, Any]) -> None:
     s = summary
     rows: list[tuple[str, Any]] = [
         ("items", s.n), ("accuracy", f"{s.accuracy:.3f} ({s.correct}/{s.n})"), ("EM / F1", f"{s.em:.3f} / {s.f1:.3f}"),
@@ -244,6 +301,8 @@ def _print_summary(run_dir: RunDir, summary: RunSummary) -> None:
         ("steps / item", f"{s.steps_mean:.2f}"), ("tokens / item", f"{s.tokens_mean:.0f}"),
         ("latency p50 / p95", f"{s.latency_p50:.2f} s / {s.latency_p95:.2f} s"), ("cost", f"${s.cost_usd:.4f}"),
     ]  # fmt: skip
+    if rec:  # recommendation suites: accuracy is hit@k; these say how it was reached
+        rows = [rows[0], rows[1], *rec_rows(rec), *rows[3:]]
     click.echo(f"{run_dir.spec.name} on {run_dir.spec.suite}")  # a table title would wrap in a narrow table
     table(None, ["", "value"], rows)
     click.echo(f"results: {run_dir.results_path}  (report: agentdistill bench report {run_dir.path})")

@@ -3,6 +3,8 @@
 Both build the same agent graphs as benchmarks do (agents/factory.py) and record every turn as a run in
 the trajectory store. Chat threads live in LangGraph's SqliteSaver at `<home>/threads.db`, next to a
 small `chat_threads` table that remembers each thread's agent and first question for `/threads`.
+The recbot agent recommends from an item catalog instead of a knowledge base: the shipped Netflix titles
+(built into `<home>/catalogs/` on first use) or `--catalog DIR`.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from agentdistill.agents.turn import Turn, run_turn
 from agentdistill.commands.common import emit_json, json_option, settings
 from agentdistill.config import Settings
 from agentdistill.errors import AgentDistillError
+from agentdistill.memory.embedders import make_embedder
 from agentdistill.memory.knowledge import KnowledgeStore, StoreNotFound, build_store, open_store, sample_kb_path
 from agentdistill.memory.trajectories import TrajectoryStore
 from agentdistill.models import make_chat_model
+from agentdistill.tools.catalog import Catalog, default_catalog
 from agentdistill.trajectory import Recorder, Step
 
 OBSERVATION_LINES = 3  # lines of each tool result shown in the chat; the full text is in the trajectory
@@ -51,6 +55,35 @@ def open_kb(config: Settings, name: str) -> KnowledgeStore | None:
             raise
     click.echo(f"building the sample knowledge base in {config.kb_root} (first use only)...", err=True)
     return build_store("sample", config.kb_root, sample_kb_path(), device=device)
+
+
+def open_catalog(config: Settings, agent: str, catalog_dir: Path | None) -> Catalog | None:
+    """recbot's catalog: `catalog_dir`, else the shipped Netflix titles (embedded on first use); None for others."""
+    if agent != "recbot":
+        if catalog_dir is not None:
+            raise click.UsageError(f"--catalog is a recbot option; the {agent} agent answers from --kb.")
+        return None
+    if catalog_dir is not None:
+        return Catalog.open(catalog_dir)  # with the embedder recorded when it was built
+    device = None if config.device == "auto" else config.device
+    click.echo(f"opening the shipped Netflix catalog in {config.home / 'catalogs'} (built on first use)...", err=True)
+    return default_catalog(config.home, make_embedder(None, device=device))
+
+
+def agent_sources(config: Settings, agent: str, kb_name: str, catalog_dir: Path | None) -> dict[str, Any]:
+    """What the agent answers from: a knowledge base, or (recbot) a catalog; recbot needs no KB."""
+    catalog = open_catalog(config, agent, catalog_dir)
+    return {"kb": None if agent == "recbot" else open_kb(config, kb_name), "catalog": catalog}
+
+
+def recommended_titles(store: TrajectoryStore, run_id: str) -> list[dict[str, str]]:
+    """The ids and summaries recbot recommended in run `run_id` (from its recorded turn event)."""
+    run = store.get(run_id)
+    for step in reversed(run.steps):
+        if step.kind == "event" and step.role == "recbot_turn":
+            picks = step.data.get("picks") or []
+            return [{"id": p["id"], "summary": p["summary"]} for p in picks]
+    return []
 
 
 class EchoRecorder(Recorder):
@@ -117,6 +150,12 @@ _kb_option = click.option(
 _native_option = click.option(
     "--native-tools", is_flag=True, help="react with an openai: model: pick tools through the API's tool calls."
 )
+_catalog_option = click.option(
+    "--catalog",
+    "catalog_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="recbot: a catalog directory (`agentdistill catalog import`); default: the shipped Netflix titles.",
+)
 _steps_option = click.option(
     "--max-steps", type=click.IntRange(min=1), help="Model calls per question (agent default)."
 )
@@ -127,13 +166,14 @@ _steps_option = click.option(
 @_agent_option
 @_model_option
 @_kb_option
+@_catalog_option
 @_steps_option
 @_native_option
 @json_option
 @click.pass_context
 def ask(
-    ctx: click.Context, question: str, agent: str, model_spec: str | None, kb_name: str, max_steps: int | None,
-    native_tools: bool, as_json: bool,
+    ctx: click.Context, question: str, agent: str, model_spec: str | None, kb_name: str, catalog_dir: Path | None,
+    max_steps: int | None, native_tools: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Ask one question and print the answer (exit 1 when the agent ends without one)."""
     config = settings(ctx)
@@ -142,11 +182,13 @@ def ask(
     with TrajectoryStore.open(config.trajectories_path) as store:
         recorder = Recorder(store, agent=agent, meta={"interface": "ask"})
         graph = build_agent(
-            agent, model, kb=open_kb(config, kb_name), recorder=recorder, max_steps=max_steps, **native,
+            agent, model, recorder=recorder, max_steps=max_steps, **agent_sources(config, agent, kb_name, catalog_dir),
+            **native,
         )  # fmt: skip
         turn = run_turn(graph, store, question)
+        picks = recommended_titles(store, turn.run_id) if agent == "recbot" else None
     if as_json:
-        emit_json(turn.to_json())
+        emit_json(turn.to_json() if picks is None else {**turn.to_json(), "recommended": picks})
     elif turn.status == "ok":
         click.echo(turn.answer)
     else:
@@ -218,14 +260,15 @@ class ChatPrinter:
 @_agent_option
 @_model_option
 @_kb_option
+@_catalog_option
 @click.option("--thread", "thread_id", help="Resume this thread (see /threads); a new id starts a thread by that name.")
 @click.option("--quiet", is_flag=True, help="Show only answers: no streamed reasoning, no tool calls.")
 @_steps_option
 @_native_option
 @click.pass_context
 def chat(
-    ctx: click.Context, agent: str, model_spec: str | None, kb_name: str, thread_id: str | None, quiet: bool,
-    max_steps: int | None, native_tools: bool,
+    ctx: click.Context, agent: str, model_spec: str | None, kb_name: str, catalog_dir: Path | None,
+    thread_id: str | None, quiet: bool, max_steps: int | None, native_tools: bool,
 ) -> None:  # fmt: skip
     """Talk to an agent. Threads persist across restarts; commands: /new, /threads, /exit."""
     config = settings(ctx)
@@ -243,8 +286,8 @@ def chat(
         with TrajectoryStore.open(config.trajectories_path) as store:
             recorder = EchoRecorder(store, agent=agent, on_step=printer.step)
             graph = build_agent(
-                agent, model, kb=open_kb(config, kb_name), recorder=recorder, checkpointer=SqliteSaver(conn),
-                max_steps=max_steps, on_token=printer.token, **native,
+                agent, model, recorder=recorder, checkpointer=SqliteSaver(conn), max_steps=max_steps,
+                on_token=printer.token, **agent_sources(config, agent, kb_name, catalog_dir), **native,
             )  # fmt: skip
             turns = index.turns(thread)
             state = f"resumed, {turns} earlier turns" if turns else "new"

@@ -2,7 +2,9 @@
 
 The table is fixed: nothing registers itself at import time. `sample` and `gsm8k-sample` read files
 shipped in agentdistill/data, so `bench run` works on a fresh install; the others read the data dir
-(`--data-dir` or `data_dir` in config), laid out like shared/data.
+(`--data-dir` or `data_dir` in config), laid out like shared/data. The recommendation suites make their
+items from the item catalog (`rec-netflix`: simulated sessions over the packaged one; `rec-requests`: the
+InteRecAgent requests from the data dir, filled in from it), so `load_items` needs the catalog for them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from agentdistill.benchmarks.datasets import load_dataset
 from agentdistill.benchmarks.items import Item
@@ -21,11 +24,15 @@ from agentdistill.benchmarks.metrics import METRICS
 from agentdistill.benchmarks.suites.suite import Suite
 from agentdistill.errors import AgentDistillError
 
+if TYPE_CHECKING:
+    from agentdistill.tools.catalog import Catalog
+
 PACKAGE = "package:"  # Suite.path prefix for files shipped in agentdistill/data
+REC_LOADERS = ("rec-sessions", "rec-requests")  # items made from the item catalog, not by datasets.LOADERS
 _CONFIG_HINT = (
     '`--data-dir DIR`, or `data_dir = "DIR"` in <home>/config.toml (home: $AGENTDISTILL_HOME or ~/.agentdistill)'
 )
-_NO_DATA_SUITES = "`sample` and `gsm8k-sample` need no data dir"
+_NO_DATA_SUITES = "`sample`, `gsm8k-sample` and `rec-netflix` need no data dir"
 
 
 class UnknownSuite(AgentDistillError):
@@ -60,6 +67,14 @@ class DataFileNotFound(AgentDistillError):
 
 class BadSuite(AgentDistillError):
     """A user suite asks for a metric or agent we do not have."""
+
+
+class CatalogRequired(AgentDistillError):
+    def __init__(self, suite: Suite) -> None:
+        super().__init__(
+            f"suite {suite.name!r} makes its items from the item catalog, and none was given: open one with "
+            "tools.catalog.default_catalog(home, embedder) (what `bench run` does) and pass it as catalog=."
+        )
 
 
 def _suite(name: str, description: str, loader: str, path: str, agent: str, metric: str, **kw: object) -> Suite:
@@ -116,6 +131,16 @@ SUITES: Mapping[str, Suite] = MappingProxyType(
                 "math500", "MATH-500: 300 competition problems with LaTeX answers",
                 "math500", "math/math500_shared.jsonl", "codeact", "math",
                 license="MIT (MATH, Hendrycks et al. 2021; MATH-500 from openai/prm800k)",
+            ),
+            _suite(
+                "rec-netflix", "40 simulated users hunting a hidden title in the packaged Netflix catalog",
+                "rec-sessions", f"{PACKAGE}netflix_catalog.jsonl", "recbot", "rec", episode="simulated",
+                license="CC0 (Netflix Movies and TV Shows, Shivam Bansal, Kaggle)",
+            ),
+            _suite(
+                "rec-requests", "340 real InteRecAgent requests as single-turn movie requests (qualitative)",
+                "rec-requests", "recommendation/interecagent_requests_shared.jsonl", "recbot", "rec",
+                episode="requests", license="MIT (InteRecAgent / RecAI, Huang et al. 2023)",
             ),
         )
     }
@@ -176,10 +201,25 @@ def suite_path(suite: Suite, data_dir: Path | None) -> Path:
     return Path(data_dir).expanduser() / path
 
 
-def load_items(suite: Suite, data_dir: Path | None, *, limit: int | None = None) -> list[Item]:
-    """The suite's items, every line validated first (InputDataError names file:line:field)."""
+def load_items(
+    suite: Suite, data_dir: Path | None, *, limit: int | None = None, catalog: Catalog | None = None
+) -> list[Item]:
+    """The suite's items, every line validated first (InputDataError names file:line:field).
+
+    Recommendation suites (REC_LOADERS) need `catalog`: their items are sessions sampled from it, or
+    requests filled in from it.
+    """
     path = suite_path(suite, data_dir)
     if not path.is_file():
         in_data_dir = not suite.path.startswith(PACKAGE) and not Path(suite.path).is_absolute()
         raise DataFileNotFound(suite, path, data_dir if in_data_dir else None)
+    if suite.loader in REC_LOADERS:
+        if catalog is None:
+            raise CatalogRequired(suite)
+        # imported here: only catalog suites need the catalog code (and its SQLite/FAISS imports)
+        from agentdistill.benchmarks.suites.rec_sessions import load_requests, session_items
+
+        if suite.loader == "rec-requests":
+            return load_requests(path, catalog, limit=limit)
+        return session_items(catalog)[:limit]
     return load_dataset(suite.loader, path, limit=limit, fields=dict(suite.fields) or None)

@@ -22,12 +22,15 @@ class Suite:
 
     name: str
     description: str
-    loader: str  # key of datasets.LOADERS: hotpotqa, musique, 2wiki, bamboogle, gsm8k, svamp, math500, jsonl
+    loader: str  # key of datasets.LOADERS (hotpotqa, ..., jsonl), or of registry.REC_LOADERS for catalog suites
     path: str
-    agent: str  # default agent (react | codeact | lag); --agent overrides
-    metric: str  # key of metrics.METRICS: qa | math
+    agent: str  # default agent (react | codeact | lag | recbot); --agent overrides
+    metric: str  # key of metrics.METRICS: qa | math; "rec" for episode suites (scored by rec_episode)
     kb: KbMode = "none"  # contexts: the items' passages pooled into one KB (cached by content hash)
     kb_name: str | None = None  # for kb="named": the default KB name; --kb overrides
     max_steps: int | None = None  # agent default when None
     license: str = ""
     fields: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # user JSONL: (our field, their field)
+    # Items that are conversations, scored by rec_episode instead of `metric`: "simulated" sessions or single-turn
+    # "requests" over the item catalog. None: one question per item, scored by `metric`.
+    episode: str | None = None

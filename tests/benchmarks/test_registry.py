@@ -12,7 +12,9 @@ from agentdistill.benchmarks.datasets import LOADERS
 from agentdistill.benchmarks.metrics import METRICS
 from agentdistill.benchmarks.suites.registry import (
     PACKAGE,
+    REC_LOADERS,
     SUITES,
+    CatalogRequired,
     DataDirRequired,
     DataFileNotFound,
     UnknownSuite,
@@ -23,6 +25,7 @@ from agentdistill.benchmarks.suites.registry import (
     with_path,
 )
 from agentdistill.errors import InputDataError
+from agentdistill.tools.catalog import Catalog
 
 EXPECTED_COUNTS = {
     "hotpotqa": 388, "2wiki": 120, "musique": 120, "gsm8k": 800, "gsm8k-train": 7473, "svamp": 600, "math500": 300,
@@ -30,10 +33,15 @@ EXPECTED_COUNTS = {
 
 
 def test_every_suite_names_a_real_loader_metric_agent_and_kb_mode() -> None:
-    assert set(SUITES) == {*EXPECTED_COUNTS, "sample", "gsm8k-sample", "bamboogle"}
+    assert set(SUITES) == {*EXPECTED_COUNTS, "sample", "gsm8k-sample", "bamboogle", "rec-netflix", "rec-requests"}
     for suite in SUITES.values():
-        assert suite.loader in LOADERS and suite.metric in METRICS and suite.agent in AGENTS, suite.name
-        assert suite.kb in ("contexts", "named", "none") and suite.license and suite.description
+        assert suite.agent in AGENTS and suite.license and suite.description, suite.name
+        assert suite.kb in ("contexts", "named", "none"), suite.name
+        if suite.episode is not None:  # recommendation suites: items from the catalog, scored by their episode
+            assert suite.loader in REC_LOADERS and suite.metric == "rec" and suite.agent == "recbot", suite.name
+            assert suite.kb == "none" and suite.episode in ("simulated", "requests"), suite.name
+            continue
+        assert suite.loader in LOADERS and suite.metric in METRICS, suite.name
         assert (suite.metric == "math") == (suite.kb == "none"), suite.name
     assert get_suite("musique").agent == "lag" and get_suite("math500").agent == "codeact"
     assert get_suite("sample").kb_name == "sample" and get_suite("bamboogle").kb_name is None
@@ -112,3 +120,14 @@ def test_bamboogle_from_a_user_path_keeps_the_suite_settings(tmp_path: Path) -> 
 def test_package_paths_resolve_inside_the_installed_package() -> None:
     path = suite_path(get_suite("sample"), None)
     assert get_suite("sample").path.startswith(PACKAGE) and path.is_file() and path.parent.name == "data"
+
+
+def test_rec_suites_make_their_items_from_the_catalog(catalog: Catalog, tmp_path: Path) -> None:
+    with pytest.raises(CatalogRequired, match="rec-netflix"):
+        load_items(get_suite("rec-netflix"), None)
+    sessions = load_items(get_suite("rec-netflix"), None, catalog=catalog)  # packaged: no data dir needed
+    assert len(sessions) == 40 and sessions == load_items(get_suite("rec-netflix"), None, catalog=catalog)
+    assert len(load_items(get_suite("rec-netflix"), None, catalog=catalog, limit=30)) == 30
+    assert all(catalog.get(item.answer).title == item.meta["target_title"] for item in sessions)
+    with pytest.raises(DataFileNotFound, match="interecagent_requests_shared.jsonl"):
+        load_items(get_suite("rec-requests"), tmp_path, catalog=catalog)
