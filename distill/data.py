@@ -18,6 +18,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 from agentdistill.errors import AgentDistillError, ConfigError, InputDataError
@@ -31,6 +32,12 @@ IGNORE = -100  # label of tokens that carry no loss (the value torch's cross_ent
 # End-of-turn tokens of common chat templates; the one the template emits is trained so the student stops.
 END_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>", "</s>")
 _STATUSES = ("running", "ok", "max_steps", "error")
+# Model roles a student takes over, for agents with more than the one "policy" role: recbot's every call is
+# a student's job (its graph is the same for teacher and student; only the model behind the roles changes).
+AGENT_ROLES: Mapping[str, tuple[str, ...]] = MappingProxyType({"recbot": ("parser", "planner", "responder")})
+# Step errors meaning a model's reply could not be read as the format the agent asked for (a ReAct action, a
+# recbot plan): a format the student must not learn.
+FORMAT_ERRORS = frozenset({"parse_error", "plan_error"})
 
 
 class EmptySelection(AgentDistillError):
@@ -66,10 +73,10 @@ class SelectConfig:
     suite: str | None = None  # benchmark suite the runs were scored on; None = any
     min_score: float | None = 1.0  # keep runs scored at least this; None = do not look at scores
     statuses: tuple[str, ...] = ("ok",)  # run statuses kept
-    drop_parse_errors: bool = True  # drop a run if any model step failed to parse (a format the student must not learn)
+    drop_parse_errors: bool = True  # drop a run if any model step failed to parse (FORMAT_ERRORS)
     drop_max_steps: bool = True  # drop runs that ran out of steps, even if a guess scored
     keep_recovered_errors: bool = True  # keep runs with tool/execution errors the run went on to recover from
-    roles: tuple[str, ...] = ("policy",)  # model roles whose calls become examples
+    roles: tuple[str, ...] = ()  # model roles whose calls become examples; () = the agent's (agent_roles)
     limit: int | None = None  # keep at most this many runs (oldest first)
 
     def __post_init__(self) -> None:
@@ -78,9 +85,14 @@ class SelectConfig:
         if not self.statuses or any(s not in _STATUSES for s in self.statuses):
             raise ConfigError("statuses", self.statuses, f"a non-empty subset of {', '.join(_STATUSES)}")
         if not self.roles:
-            raise ConfigError("roles", self.roles, "at least one model role, e.g. policy")
+            object.__setattr__(self, "roles", agent_roles(self.agent))
         if self.limit is not None and self.limit < 1:
             raise ConfigError("limit", self.limit, "a positive number of runs, or None for all")
+
+
+def agent_roles(agent: str) -> tuple[str, ...]:
+    """The model roles of `agent` whose calls a distilled student makes (AGENT_ROLES, else "policy")."""
+    return AGENT_ROLES.get(agent, ("policy",))
 
 
 @dataclass(frozen=True)
@@ -213,10 +225,10 @@ def _step_reason(run: Run, config: SelectConfig) -> str | None:
     if config.drop_max_steps and ("max_steps" in kinds or (run.error and run.error.kind == "max_steps")):
         return "max_steps"
     if config.drop_parse_errors and any(
-        s.kind == "model" and s.error and s.error.kind == "parse_error" for s in run.steps
+        s.kind == "model" and s.error and s.error.kind in FORMAT_ERRORS for s in run.steps
     ):
         return "parse_error"
-    if not config.keep_recovered_errors and kinds - {"parse_error", "max_steps"}:
+    if not config.keep_recovered_errors and kinds - FORMAT_ERRORS - {"max_steps"}:
         return "recovered_error"
     if not any(_trainable(s, config.roles) for s in run.steps):
         return "no_model_steps"
@@ -275,7 +287,7 @@ def examples_from_runs(
         open_: list[tuple[list[Message], list[int], list[int], Step]] = []  # messages, turns, step indices, last
         for step in (s for s in run.steps if _trainable(s, roles)):
             messages = [dict(m) for m in step.messages_in] + [{"role": "assistant", "content": _chosen_text(step)}]
-            parse_failed = step.error is not None and step.error.kind == "parse_error"
+            parse_failed = step.error is not None and step.error.kind in FORMAT_ERRORS
             turn = [] if (parse_failed and label == "positive") else [len(messages) - 1]
             parent = next(
                 (c for c in reversed(open_) if c[3].role == step.role and _is_prefix(c[0], step.messages_in)), None

@@ -12,16 +12,22 @@ killed `distill run` continues where it stopped:
 
 Train and eval items never overlap: a suite with a train partner (gsm8k -> gsm8k-train) trains on the
 partner; otherwise the first `eval_limit` items are held out and the next `train_limit` are the train slice.
+
+Recommendation suites (`rec-netflix`, `rec-requests`) distill recbot: each item is a whole session with a
+simulated user, built exactly as `bench run` builds it (benchmarks/suites/rec_setup.py), and every turn's run
+carries the session's score, so the turns of sessions that found the target become parser, planner and
+responder examples. `rec-netflix` sessions are generated: as many are sampled as both slices need, with the
+suite's seed, so the eval slice is the suite's own first sessions and no target is in both slices.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from agentdistill.agents.factory import build_agent, check_agent
 from agentdistill.benchmarks.items import Item
@@ -30,6 +36,7 @@ from agentdistill.benchmarks.report import compare_runs
 from agentdistill.benchmarks.results import RunDir, RunSpec
 from agentdistill.benchmarks.runner import RunnerConfig, RunSummary, run_benchmark, summarize
 from agentdistill.benchmarks.suites.kb_cache import suite_kb
+from agentdistill.benchmarks.suites.rec_setup import rec_episode, session_graph, suite_catalog
 from agentdistill.benchmarks.suites.registry import SUITES, get_suite, load_items
 from agentdistill.benchmarks.suites.suite import Suite
 from agentdistill.config import Settings
@@ -39,10 +46,14 @@ from agentdistill.errors import AgentDistillError, ConfigError
 from agentdistill.memory.knowledge import KnowledgeStore
 from agentdistill.memory.trajectories import TrajectoryStore
 from agentdistill.models import make_chat_model
+from agentdistill.models.base import ChatModel
 from agentdistill.models.packaged import ensure_hf_dir, find_packaged
 from agentdistill.paths import cache_dir
 from agentdistill.tools.python_sandbox import PythonSandbox, SandboxConfig
 from agentdistill.trajectory import Recorder
+
+if TYPE_CHECKING:
+    from agentdistill.tools.catalog import Catalog
 
 Method = Literal["sft", "kd", "redi"]
 Say = Callable[[str], None]
@@ -52,11 +63,23 @@ class NotEnoughItems(AgentDistillError):
     """The suite holds fewer items than the train and eval slices need."""
 
 
+class AgentSuiteMismatch(AgentDistillError):
+    """recbot runs only on the recommendation suites, and they run only recbot."""
+
+    def __init__(self, agent: str, suite: Suite) -> None:
+        rec = ", ".join(name for name, s in SUITES.items() if s.episode is not None)
+        if suite.episode is not None:
+            what = f"suite {suite.name} recommends catalog titles: distill it with --agent recbot, not {agent}"
+        else:
+            what = f"the {agent} agent recommends catalog titles: distill it on a recommendation suite ({rec})"
+        super().__init__(f"{what}.")
+
+
 @dataclass(frozen=True)
 class DistillPlan:
     """One distillation experiment; the CLI builds it from flags and it is saved as OUT/plan.json."""
 
-    agent: str  # react | codeact | lag: the graph the teacher runs and the student replaces it in
+    agent: str  # react | codeact | lag | recbot: the graph the teacher runs and the student replaces it in
     suite: str  # eval suite; its train partner (or a disjoint slice of it) is the train split
     teacher: str  # model spec of the teacher
     student: str  # model spec of the student base: local:NAME, hf:DIR
@@ -72,9 +95,20 @@ class DistillPlan:
     student_runtime: Literal["auto", "gguf", "transformers"] = "auto"
     item_timeout_s: float = 900.0
     train: TrainConfig = field(default_factory=TrainConfig)
+    embedder: str | None = None  # embedder of the suite's KB or item catalog (None: the packaged MiniLM)
+    # `--option KEY=VALUE`: agent options; for rec suites also the simulated user's (user=rule|llm, max_turns,
+    # user_model: the LLM user, by default the teacher so all three evaluated models face the same user)
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_agent(self.agent)
+        suite = get_suite(self.suite)
+        if (suite.episode is not None) != (self.agent == "recbot"):
+            raise AgentSuiteMismatch(self.agent, suite)
+        if suite.episode is not None:
+            from agentdistill.benchmarks.suites.rec_episode import split_options
+
+            split_options(self.options)  # a bad simulated-user option fails before anything runs
         if self.method not in ("sft", "kd", "redi"):
             raise ConfigError("method", self.method, "sft, kd or redi")
         if self.method == "kd" and not self.kd_teacher:
@@ -84,13 +118,20 @@ class DistillPlan:
 
 
 def split_items(
-    suite: Suite, data_dir: Path | None, train_limit: int, eval_limit: int
+    suite: Suite, data_dir: Path | None, train_limit: int, eval_limit: int, *, catalog: Catalog | None = None
 ) -> tuple[list[Item], list[Item]]:
-    """(train, eval) items that never overlap, as the module docstring describes."""
+    """(train, eval) items that never overlap, as the module docstring describes; rec suites need `catalog`."""
     partner = SUITES.get(f"{suite.name}-train")
     if partner is not None:
         return load_items(partner, data_dir, limit=train_limit), load_items(suite, data_dir, limit=eval_limit)
-    items = load_items(suite, data_dir)
+    if suite.loader == "rec-sessions" and catalog is not None:
+        from agentdistill.benchmarks.suites.rec_sessions import session_items
+
+        # Sampling is sequential, so more sessions with the suite's seed start with the suite's own; one
+        # sample never repeats a target, so no eval target is trained on.
+        items = session_items(catalog, n=eval_limit + train_limit)
+    else:
+        items = load_items(suite, data_dir, catalog=catalog)
     if len(items) < eval_limit + train_limit:
         raise NotEnoughItems(
             f"suite {suite.name!r} has {len(items)} items: not enough for {eval_limit} eval + {train_limit} train "
@@ -115,20 +156,23 @@ class Pipeline:
     def __init__(self, plan: DistillPlan, settings: Settings, out: Path, *, say: Say = print) -> None:
         self.plan, self.settings, self.out, self.say = plan, settings, Path(out), say
         self.suite = get_suite(plan.suite)
+        self.device = None if settings.device == "auto" else settings.device
+        self.catalog = suite_catalog(self.suite, settings.home, plan.embedder, self.device)
         self.train_items, self.eval_items = split_items(
-            self.suite, settings.data_dir, plan.train_limit, plan.eval_limit
+            self.suite, settings.data_dir, plan.train_limit, plan.eval_limit, catalog=self.catalog
         )
 
     # stages ------------------------------------------------------------------------------------------
 
     def collect(self) -> RunSummary:
-        """The teacher answers the train items; its scored trajectories are what the student learns from."""
+        """The teacher answers the train items (plays the train sessions); its scored trajectories are the data."""
         return self._bench("collect", self.plan.teacher, self.train_items, tag=f"{self.suite.name}:train")
 
     def dataset(self) -> dict[str, Any]:
         info = self.out / "data" / "info.json"
         if not info.exists():
             with TrajectoryStore.open(self.settings.trajectories_path) as store:
+                # every model role of the agent (recbot: parser, planner, responder) becomes examples
                 select = SelectConfig(agent=self.plan.agent, model=self.plan.teacher, suite=f"{self.suite.name}:train")
                 build_dataset(store, select, self.out / "data", negatives=self.plan.method == "redi")
         return json.loads(info.read_text(encoding="utf-8"))
@@ -224,31 +268,47 @@ class Pipeline:
     ) -> RunSummary:
         path = self.out / name
         spec = RunSpec(suite=tag, agent=self.plan.agent, model=model_spec, item_ids=tuple(i.id for i in items),
-                       max_steps=self.plan.max_steps, label=label)  # fmt: skip
+                       max_steps=self.plan.max_steps, options=dict(self.plan.options), embedder=self.plan.embedder,
+                       label=label)  # fmt: skip
         if (path / "run.json").exists():
             run_dir = RunDir.open(path, repair=True)
             if not run_dir.pending_ids():
                 return summarize(run_dir.results())
         else:
             run_dir = RunDir.create(path, spec)
-        kb = self._kb(items)
-        model = make_chat_model(model_spec, self.settings.model_options())
-        sandbox = PythonSandbox(SandboxConfig(), preamble="import sympy") if self.plan.agent == "codeact" else None
+        model = self._model(model_spec)
+        metric, episode = None, None
+        if self.catalog is not None and self.suite.episode is not None:  # sessions, played as `bench run` plays them
+            catalog = self.catalog
+            options, episode = rec_episode(self.suite.episode, catalog, self.plan.options, self._user_model)
 
-        def make_graph(recorder: Recorder) -> Any:
-            return build_agent(self.plan.agent, model, kb=kb, recorder=recorder, max_steps=self.plan.max_steps,
-                               sandbox=sandbox)  # fmt: skip
+            def make_graph(recorder: Recorder) -> Any:
+                return session_graph(model, recorder, catalog, options)
+
+        else:
+            kb, metric = self._kb(), METRICS[self.suite.metric]
+            sandbox = PythonSandbox(SandboxConfig(), preamble="import sympy") if self.plan.agent == "codeact" else None
+
+            def make_graph(recorder: Recorder) -> Any:
+                return build_agent(self.plan.agent, model, kb=kb, recorder=recorder, max_steps=self.plan.max_steps,
+                                   sandbox=sandbox, **self.plan.options)  # fmt: skip
 
         config = RunnerConfig(concurrency=self.plan.concurrency, item_timeout_s=self.plan.item_timeout_s)
         with TrajectoryStore.open(self.settings.trajectories_path) as store:
-            return run_benchmark(run_dir, items, make_graph=make_graph, store=store, metric=METRICS[self.suite.metric],
+            return run_benchmark(run_dir, items, make_graph=make_graph, store=store, metric=metric, episode=episode,
                                  config=config, model_spec=model_spec, prices=self.settings.prices)  # fmt: skip
 
-    def _kb(self, items: Sequence[Item]) -> KnowledgeStore | None:
+    def _model(self, spec: str) -> ChatModel:
+        return make_chat_model(spec, self.settings.model_options())
+
+    def _user_model(self, spec: str | None) -> ChatModel:
+        """An LLM user is the teacher unless `user_model` says otherwise: the same user for all three evals."""
+        return self._model(spec or self.plan.teacher)
+
+    def _kb(self) -> KnowledgeStore | None:
         # Train and eval runs search the same KB, pooled over both slices, as one suite's KB would be.
         pooled = [*self.train_items, *self.eval_items]
-        device = None if self.settings.device == "auto" else self.settings.device
-        return suite_kb(self.suite, pooled, self.settings.kb_root, device=device)
+        return suite_kb(self.suite, pooled, self.settings.kb_root, embedder=self.plan.embedder, device=self.device)
 
 
 def plan_dict(plan: DistillPlan) -> dict[str, Any]:

@@ -17,18 +17,18 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
-from langgraph.checkpoint.memory import InMemorySaver
 
 from agentdistill.agents.factory import AGENTS, build_agent, check_agent
 from agentdistill.benchmarks.items import Item
 from agentdistill.benchmarks.metrics import METRICS
 from agentdistill.benchmarks.results import RunDir, RunSpec
-from agentdistill.benchmarks.runner import Episode, RunnerConfig, RunSummary, run_benchmark
+from agentdistill.benchmarks.runner import RunnerConfig, RunSummary, run_benchmark
 from agentdistill.benchmarks.suites.kb_cache import suite_kb
 from agentdistill.benchmarks.suites.rec_metrics import rec_rows, rec_summary
+from agentdistill.benchmarks.suites.rec_setup import rec_episode, session_graph, suite_catalog
 from agentdistill.benchmarks.suites.registry import (
     SUITES,
     DataDirRequired,
@@ -47,10 +47,6 @@ from agentdistill.models import make_chat_model
 from agentdistill.models.base import ChatModel
 from agentdistill.tools.python_sandbox import PythonSandbox, SandboxConfig
 from agentdistill.trajectory import Recorder
-
-if TYPE_CHECKING:
-    from agentdistill.benchmarks.suites.rec_episode import EpisodeSettings
-    from agentdistill.tools.catalog import Catalog
 
 # what RunSpec.same_work compares
 SPEC_FIELDS = ("suite", "agent", "model", "item_ids", "seed", "max_steps", "options", "kb", "embedder")
@@ -108,11 +104,10 @@ def run(
     stored = RunDir.open(run_dir, repair=True) if resume and run_dir is not None else None
     base = stored.spec if stored is not None else None
     agent = check_agent(agent or (base.agent if base else suite.agent))
-    options = dict(_parse_option(o) for o in agent_options) or None
-    episode_settings = _episode_settings(
-        suite, agent, options if options is not None else (base.options if base else {})
-    )
-    catalog = _suite_catalog(suite, config, embedder if embedder is not None else (base.embedder if base else None))
+    options = dict(parse_option(o) for o in agent_options) or None
+    _check_episode_options(suite, agent, options if options is not None else (base.options if base else {}))
+    chosen_embedder = embedder if embedder is not None else (base.embedder if base else None)
+    catalog = suite_catalog(suite, config.home, chosen_embedder, _device(config))
     # every line validated: bad data fails before any call
     items = load_items(suite, data_dir or config.data_dir, catalog=catalog)
     asked = {"agent": agent, "model": model_spec, "seed": seed, "max_steps": max_steps, "label": label,
@@ -127,13 +122,16 @@ def run(
     sandbox = PythonSandbox(SandboxConfig(), preamble="import sympy") if agent == "codeact" else None
 
     agent_opts, episode = dict(target.spec.options), None
-    if suite.episode is not None and catalog is not None and episode_settings is not None:
-        agent_opts, episode = _rec_episode(suite.episode, catalog, episode_settings, agent_opts, model, config)
+    if suite.episode is not None and catalog is not None:
+
+        def user_model(spec: str | None) -> ChatModel:
+            return make_chat_model(spec, config.model_options()) if spec else model
+
+        agent_opts, episode = rec_episode(suite.episode, catalog, agent_opts, user_model)
 
     def make_graph(recorder: Recorder) -> Any:
-        if catalog is not None:  # a session is several turns on one thread: each item gets its own memory
-            return build_agent(agent, model, kb=kb, recorder=recorder, catalog=catalog,
-                               checkpointer=InMemorySaver(), **agent_opts)  # fmt: skip
+        if catalog is not None:
+            return session_graph(model, recorder, catalog, agent_opts)
         return build_agent(agent, model, kb=kb, recorder=recorder, max_steps=spec.max_steps, sandbox=sandbox,
                            **agent_opts)  # fmt: skip
 
@@ -182,36 +180,15 @@ def list_suites(ctx: click.Context, data_dir: Path | None, as_json: bool) -> Non
         )
 
 
-def _episode_settings(suite: Suite, agent: str, options: Mapping[str, Any]) -> EpisodeSettings | None:
-    """The simulated user's settings for an episode suite (checked before anything runs); None for others."""
+def _check_episode_options(suite: Suite, agent: str, options: Mapping[str, Any]) -> None:
+    """An episode suite runs recbot, and its simulated user's settings are valid (checked before anything runs)."""
     if suite.episode is None:
-        return None
+        return
     if agent != "recbot":
         raise click.UsageError(f"suite {suite.name} recommends catalog titles: run it with --agent recbot.")
     from agentdistill.benchmarks.suites.rec_episode import split_options
 
-    return split_options(options)[0]
-
-
-def _rec_episode(
-    kind: str, catalog: Catalog, settings: EpisodeSettings, options: Mapping[str, Any], model: ChatModel,
-    config: Settings,
-) -> tuple[dict[str, Any], Episode]:  # fmt: skip
-    """The agent's own options (the user's taken out) and the episode that plays each session."""
-    from agentdistill.benchmarks.suites.rec_episode import make_episode, make_user, split_options
-
-    user_model = make_chat_model(settings.user_model, config.model_options()) if settings.user_model else model
-    return split_options(options)[1], make_episode(kind, catalog, settings, make_user(settings, catalog, user_model))
-
-
-def _suite_catalog(suite: Suite, config: Settings, embedder: str | None) -> Catalog | None:
-    """The packaged catalog for recommendation suites (built on first use with the embedder); None for others."""
-    if suite.episode is None:
-        return None
-    from agentdistill.memory.embedders import make_embedder
-    from agentdistill.tools.catalog import default_catalog
-
-    return default_catalog(config.home, make_embedder(embedder, device=_device(config)))
+    split_options(options)  # raises BadEpisodeOption naming the option
 
 
 def _data_path(suite: Suite, data_dir: Path | None) -> Path | None:
@@ -261,7 +238,8 @@ def _spec(
     return RunSpec(suite=suite.name, agent=asked["agent"], item_ids=item_ids, **chosen)
 
 
-def _parse_option(text: str) -> tuple[str, Any]:
+def parse_option(text: str) -> tuple[str, Any]:
+    """One `--option KEY=VALUE` (bench run, distill run): VALUE is JSON when it parses, else the bare word."""
     key, value = _parse_field(text)
     try:
         return key, json.loads(value)

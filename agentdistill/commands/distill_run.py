@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import click
@@ -13,6 +15,9 @@ from agentdistill.agents.factory import AGENTS
 from agentdistill.commands.common import emit_json, settings, table
 from agentdistill.config import Settings
 from agentdistill.errors import AgentDistillError
+
+# plan.json fields newer than some saved plans, with the value a plan saved without them meant
+ADDED_FIELDS: Mapping[str, Any] = MappingProxyType({"embedder": None, "options": {}})
 
 
 class PlanMismatch(AgentDistillError):
@@ -43,6 +48,10 @@ def _plan_options(fn: Any) -> Any:
         click.option("--max-len", type=click.IntRange(min=64), default=2048, show_default=True),
         click.option("--lora-r", type=click.IntRange(min=1), default=64, show_default=True),
         click.option("--max-steps", type=click.IntRange(min=1), help="Agent model calls per item."),
+        click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+                     help="Agent option, repeatable (VALUE is JSON when it parses); rec suites also take the "
+                          "simulated user's: user=rule|llm, user_model=SPEC (default: the teacher), max_turns=N."),
+        click.option("--embedder", help="Embedder spec of the suite's KB or item catalog (default: packaged MiniLM)."),
         click.option("--concurrency", type=click.IntRange(min=1), default=1, show_default=True),
         click.option("--student-runtime", type=click.Choice(["auto", "gguf", "transformers"]), default="auto",
                      show_default=True, help="Evaluate the trained student on llama.cpp (exported f16 GGUF) or HF."),
@@ -57,6 +66,7 @@ def _plan_options(fn: Any) -> Any:
 
 
 def _pipeline(config: Settings, kw: dict[str, Any]) -> Any:
+    from agentdistill.commands.bench_run import parse_option
     from agentdistill.distill.pipeline import DistillPlan, Pipeline
     from agentdistill.distill.trainer import TrainConfig
 
@@ -71,7 +81,8 @@ def _pipeline(config: Settings, kw: dict[str, Any]) -> Any:
         agent=kw["agent"], suite=kw["suite"], teacher=kw["teacher"] or config.model,
         student=kw["student"] or config.student, train_limit=kw["train_limit"], eval_limit=kw["eval_limit"],
         method=kw["method"], kd_teacher=kw["kd_teacher"], kd_kind=kw["kd_kind"], max_steps=kw["max_steps"],
-        concurrency=kw["concurrency"], student_runtime=kw["student_runtime"], train=train,
+        concurrency=kw["concurrency"], student_runtime=kw["student_runtime"], train=train, embedder=kw["embedder"],
+        options=dict(parse_option(o) for o in kw["options"]),
     )  # fmt: skip
     out = kw["out"] or config.home / "distill" / f"{plan.agent}-{plan.suite}"
     _check_plan(out, plan)
@@ -87,8 +98,8 @@ def _check_plan(out: Path, plan: Any) -> None:
     if path.exists():
         old = json.loads(path.read_text(encoding="utf-8"))
         for key in new:
-            if old.get(key) != new[key]:
-                raise PlanMismatch(out, key, old.get(key), new[key])
+            if old.get(key, ADDED_FIELDS.get(key)) != new[key]:
+                raise PlanMismatch(out, key, old.get(key, ADDED_FIELDS.get(key)), new[key])
         return
     with atomic_write(path) as f:
         json.dump(new, f, indent=2)
