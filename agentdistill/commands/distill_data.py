@@ -17,6 +17,11 @@ from agentdistill.commands.common import emit_json, json_option, settings, table
 @click.option("--negatives", is_flag=True, help="Also write failed runs to negatives.jsonl (for --method redi).")
 @click.option("--val-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.1, show_default=True,
               help="Share of distinct questions held out for validation.")  # fmt: skip
+@click.option(
+    "--keep-parse-errors",
+    is_flag=True,
+    help="Also keep correct runs that recovered from a malformed reply (no loss on that reply).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the train/val split.")
 @click.option("--limit", type=click.IntRange(1), help="Use at most this many runs (oldest first).")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Dataset directory.")
@@ -24,7 +29,7 @@ from agentdistill.commands.common import emit_json, json_option, settings, table
 @click.pass_context
 def dataset(
     ctx: click.Context, agent: str, model: str | None, suite: str | None, min_score: float, negatives: bool,
-    val_fraction: float, seed: int, limit: int | None, out: Path, as_json: bool,
+    val_fraction: float, keep_parse_errors: bool, seed: int, limit: int | None, out: Path, as_json: bool,
 ) -> None:  # fmt: skip
     """Select correct runs (no parse errors, no step overflow), convert them to chat examples, split by question.
 
@@ -33,7 +38,8 @@ def dataset(
     from agentdistill.distill.data import SelectConfig, build_dataset, reason_label
     from agentdistill.memory.trajectories import TrajectoryStore
 
-    select = SelectConfig(agent=agent, model=model, suite=suite, min_score=min_score, limit=limit)
+    select = SelectConfig(agent=agent, model=model, suite=suite, min_score=min_score, limit=limit,
+                          drop_parse_errors=not keep_parse_errors)  # fmt: skip
     with TrajectoryStore.open(settings(ctx).trajectories_path) as store:
         info = build_dataset(store, select, out, val_fraction=val_fraction, seed=seed, negatives=negatives)
     if as_json:

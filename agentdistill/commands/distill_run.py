@@ -17,7 +17,7 @@ from agentdistill.config import Settings
 from agentdistill.errors import AgentDistillError
 
 # plan.json fields newer than some saved plans, with the value a plan saved without them meant
-ADDED_FIELDS: Mapping[str, Any] = MappingProxyType({"embedder": None, "options": {}})
+ADDED_FIELDS: Mapping[str, Any] = MappingProxyType({"embedder": None, "options": {}, "keep_parse_errors": False})
 
 
 class PlanMismatch(AgentDistillError):
@@ -52,6 +52,8 @@ def _plan_options(fn: Any) -> Any:
                      help="Agent option, repeatable (VALUE is JSON when it parses); rec suites also take the "
                           "simulated user's: user=rule|llm, user_model=SPEC (default: the teacher), max_turns=N."),
         click.option("--embedder", help="Embedder spec of the suite's KB or item catalog (default: packaged MiniLM)."),
+        click.option("--keep-parse-errors", is_flag=True,
+                     help="Also train on correct runs that recovered from a malformed reply (no loss on that reply)."),
         click.option("--concurrency", type=click.IntRange(min=1), default=1, show_default=True),
         click.option("--student-runtime", type=click.Choice(["auto", "gguf", "transformers"]), default="auto",
                      show_default=True, help="Evaluate the trained student on llama.cpp (exported f16 GGUF) or HF."),
@@ -82,7 +84,7 @@ def _pipeline(config: Settings, kw: dict[str, Any]) -> Any:
         student=kw["student"] or config.student, train_limit=kw["train_limit"], eval_limit=kw["eval_limit"],
         method=kw["method"], kd_teacher=kw["kd_teacher"], kd_kind=kw["kd_kind"], max_steps=kw["max_steps"],
         concurrency=kw["concurrency"], student_runtime=kw["student_runtime"], train=train, embedder=kw["embedder"],
-        options=dict(parse_option(o) for o in kw["options"]),
+        options=dict(parse_option(o) for o in kw["options"]), keep_parse_errors=kw["keep_parse_errors"],
     )  # fmt: skip
     out = kw["out"] or config.home / "distill" / f"{plan.agent}-{plan.suite}"
     _check_plan(out, plan)

@@ -13,6 +13,7 @@ from agentdistill.commands.distill_data import dataset
 from agentdistill.config import Settings
 from agentdistill.distill.data import (
     IGNORE,
+    MIN_VAL_QUESTIONS,
     ChatExample,
     EmptySelection,
     SelectConfig,
@@ -278,6 +279,15 @@ def test_split_by_question_never_leaks_a_question_into_val() -> None:
     assert {e.id for e in split_by_question(examples, 0.2, seed=4)[1]} != {e.id for e in val}
 
 
+def test_a_selection_of_few_questions_trains_on_all_of_them() -> None:
+    examples = [ChatExample(id=str(i), run_id=str(i), question=f"Q{i}?", messages=[user("q"), assistant("x")],
+                            train_turns=(1,)) for i in range(MIN_VAL_QUESTIONS - 1)]  # fmt: skip
+    assert split_by_question(examples, 0.5, seed=0) == (examples, [])
+    more = [*examples, ChatExample(id="x", run_id="x", question="Qx?", messages=[user("q"), assistant("x")],
+                                   train_turns=(1,))]  # fmt: skip
+    assert len(split_by_question(more, 0.01, seed=0)[1]) == 1  # from 10 questions on, a val set of at least one
+
+
 # -- files ---------------------------------------------------------------------------------------------------------
 def test_jsonl_round_trip_and_bad_line_names_file_and_line(tmp_path: Path) -> None:
     example = three_turns()
@@ -339,7 +349,12 @@ def test_cli_prints_counts_and_dropped_reasons(store: TrajectoryStore, home: Pat
     result = runner.invoke(dataset, ["--agent", "react", "--out", str(out), "--json", "--val-fraction", "0.5"],
                            obj=Settings(home=home))  # fmt: skip
     data = json.loads(result.output)
-    assert (data["runs"], data["train"], data["val"], data["negatives"]) == (2, 1, 1, None)
+    assert (data["runs"], data["train"], data["val"], data["negatives"]) == (
+        2,
+        2,
+        0,
+        None,
+    )  # two questions: all train (MIN_VAL_QUESTIONS)
     result = runner.invoke(dataset, ["--agent", "react", "--min-score", "2", "--out", str(out)],
                            obj=Settings(home=home))  # fmt: skip
     assert isinstance(result.exception, EmptySelection) and "removed 4 by min_score=2, 1 by max_steps" in str(
