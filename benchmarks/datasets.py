@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -21,6 +21,7 @@ from agentdistill.benchmarks.items import Item
 from agentdistill.benchmarks.make_sample_kb import slug
 from agentdistill.benchmarks.metrics import INSUFFICIENT
 from agentdistill.errors import AgentDistillError, InputDataError
+from agentdistill.jsonl import json_objects
 from agentdistill.memory.documents import Document
 
 # Fields a user JSONL may rename with a field mapping (ours -> theirs).
@@ -239,20 +240,6 @@ def _user_jsonl(line: _Line) -> Item:
     )
 
 
-def _rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    with path.open(encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise InputDataError(path, number, f"not valid JSON ({exc.msg} at column {exc.colno})") from exc
-            if not isinstance(row, dict):
-                raise InputDataError(path, number, f"expected a JSON object, got {type(row).__name__}")
-            yield number, row
-
-
 def _reader(parse: Callable[[_Line], Item]) -> Callable[..., list[Item]]:
     def load(path: Path, *, limit: int | None = None, fields: Mapping[str, str] | None = None) -> list[Item]:
         path = Path(path)
@@ -261,7 +248,7 @@ def _reader(parse: Callable[[_Line], Item]) -> Callable[..., list[Item]]:
             raise BadFieldMapping(fields)
         items: list[Item] = []
         first_line: dict[str, int] = {}
-        for number, row in _rows(path):
+        for number, row in json_objects(path):
             item = parse(_Line(path, number, row, fields))
             if item.id in first_line:
                 problem = f"duplicate id {item.id!r} (first at line {first_line[item.id]})"

@@ -12,13 +12,13 @@ from __future__ import annotations
 import csv
 import dataclasses
 import difflib
-import json
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from agentdistill.errors import InputDataError
+from agentdistill.jsonl import json_objects
 from agentdistill.tools.catalog_types import MOVIE, SHOW, CatalogItem, InvalidCatalogValue
 
 ITEM_FIELDS = tuple(f.name for f in dataclasses.fields(CatalogItem))
@@ -65,17 +65,7 @@ def import_catalog(path: Path, mapping: Mapping[str, str] | None = None) -> list
 def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json", ".ndjson"):
-        with path.open(encoding="utf-8") as handle:
-            for line, text in enumerate(handle, start=1):
-                if not text.strip():
-                    continue
-                try:
-                    record = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise InputDataError(path, line, f"not valid JSON ({exc.msg} at column {exc.colno})") from exc
-                if not isinstance(record, dict):
-                    raise InputDataError(path, line, f"expected a JSON object, got {type(record).__name__}")
-                yield line, record
+        yield from json_objects(path)
     elif suffix in (".csv", ".tsv"):
         with path.open(encoding="utf-8-sig", newline="") as handle:
             reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")

@@ -25,6 +25,7 @@ from typing import Any
 
 from agentdistill.benchmarks.items import Item
 from agentdistill.errors import AgentDistillError, InputDataError
+from agentdistill.jsonl import json_objects
 from agentdistill.tools.catalog import Catalog, CatalogItem, CatalogQuery
 
 NETFLIX_SESSIONS = 40  # sessions in `rec-netflix`: 30 for the reported run plus a few spare for --seed shuffles
@@ -266,20 +267,11 @@ def load_requests(path: Path, catalog: Catalog, *, seed: int = 0, limit: int | N
 
 def _read_requests(path: Path) -> list[dict[str, Any]]:
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputDataError(path, number, f"not JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise InputDataError(path, number, "must be a JSON object with id, request and domain")
-            for key in ("id", "request"):
-                if not isinstance(row.get(key), str) or not row[key].strip():
-                    raise InputDataError(path, number, "is missing or not a non-empty string", field=key)
-            rows.append(row)
+    for number, row in json_objects(path):
+        for key in ("id", "request"):
+            if not isinstance(row.get(key), str) or not row[key].strip():
+                raise InputDataError(path, number, "is missing or not a non-empty string", field=key)
+        rows.append(row)
     return rows
 
 
