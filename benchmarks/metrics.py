@@ -129,8 +129,9 @@ def math_score(prediction: str | None, golds: Sequence[str]) -> Score:
     if extracted is not None and extracted != prediction:
         candidates.append(extracted)
     correct = any(math_equal(c, g) for c in candidates if c for g in golds)
-    em = max((exact_match(prediction, g) for g in golds), default=0.0)
-    return Score(correct, float(correct) if correct else em, float(correct))
+    # Not SQuAD's exact_match: it strips punctuation, so "2.0" matched the gold "20" and "-5" matched "5".
+    same_text = any(" ".join(prediction.lower().split()) == " ".join(g.lower().split()) for g in golds)
+    return Score(correct, float(correct or same_text), float(correct))
 
 
 def math_equal(prediction: str, gold: str) -> bool:

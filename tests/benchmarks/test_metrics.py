@@ -139,3 +139,11 @@ def test_real_math500_golds_match_themselves_and_do_not_match_each_other(shared_
 def test_a_sympy_fault_is_a_wrong_answer_not_a_crash() -> None:
     assert not math_score("(1, 2)^{(3, 4)}", ["5"]).correct
     assert canonical_math_answer(r"\boxed{\frac{1}{2}}") == r"\boxed{\frac{1}{2}}"
+
+
+def test_math_em_never_matches_by_stripping_punctuation() -> None:
+    # A real GSM8K run scored the answer 2.0 as an exact match of the gold 20 (SQuAD normalisation drops ".").
+    for prediction, gold in (("2.0", "20"), ("-5", "5"), ("0.5", "05.")):
+        score = math_score(prediction, [gold])
+        assert not score.correct and score.em == 0.0, prediction
+    assert math_score("72.0", ["72"]).em == 1.0 and math_score("  Evelyn ", ["evelyn"]).em == 1.0
