@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from agentdistill.errors import AgentDistillError
 
 Status = Literal["running", "ok", "max_steps", "error"]
+
+_FENCE = re.compile(r"```[a-zA-Z]*\s*\n?(.*?)```", re.DOTALL)
 
 
 class EmptyQuestion(AgentDistillError):
@@ -47,3 +52,20 @@ def load_prompt(name: str, override_dir: str | Path | None = None) -> str:
 
 def max_steps_message(max_steps: int) -> str:
     return f"stopped after {max_steps} steps without a final answer (raise max_steps or check the model's format)"
+
+
+def json_values(text: str) -> Iterator[Any | json.JSONDecodeError]:
+    """Every JSON object or list that starts in a model's `text`, inside code fences first, then anywhere.
+
+    Small models wrap JSON in prose and fences and stop mid-object, so each `{` or `[` is tried in turn; where
+    one does not begin valid JSON the decode error is yielded instead, for callers that report truncation.
+    """
+    decoder = json.JSONDecoder()
+    for chunk in [m.group(1) for m in _FENCE.finditer(text)] + [text]:
+        for start, char in enumerate(chunk):
+            if char not in "{[":
+                continue
+            try:
+                yield decoder.raw_decode(chunk, start)[0]
+            except json.JSONDecodeError as exc:
+                yield exc

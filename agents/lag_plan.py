@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from agentdistill.agents.common import json_values
 from agentdistill.errors import AgentDistillError
 
 MAX_SUBQUESTIONS = 6  # more hops than MuSiQue's 4 is a sign the model is rambling, not reasoning
@@ -23,7 +24,6 @@ UNANSWERABLE = "UNANSWERABLE"  # what the answerer writes when the passages do n
 
 _ID = re.compile(r"q[1-9]\d*")
 _PLACEHOLDER = re.compile(r"#(q[1-9]\d*)(?!\w)|\{(q[1-9]\d*)\}")
-_FENCE = re.compile(r"```[a-zA-Z]*\s*\n?(.*?)```", re.DOTALL)
 _NO_ANSWER = ("unanswerable", "insufficient information", "not enough information", "cannot be determined")
 _ANSWER_PREFIX = re.compile(r"^(?:final answer|answer|rewritten question|question)\s*:\s*", re.IGNORECASE)
 _SHAPE = 'reply with one JSON object like {"subquestions": [{"id": "q1", "question": "...", "depends_on": []}]}'
@@ -145,25 +145,19 @@ def _first_json(text: str) -> Any:
     A plan is a list or an object with a sub-question list; other objects (a lone sub-question inside a
     plan that was cut off) are skipped, so a truncated reply is reported as truncated, not as a wrong shape.
     """
-    decoder = json.JSONDecoder()
     first_error: str | None = None
     other_keys: list[str] | None = None
-    for chunk in [m.group(1) for m in _FENCE.finditer(text)] + [text]:
-        for start, char in enumerate(chunk):
-            if char not in "{[":
-                continue
-            try:
-                value, _ = decoder.raw_decode(chunk, start)
-            except json.JSONDecodeError as exc:
-                first_error = first_error or f"{exc.msg} at character {exc.pos}"
-                continue
-            if isinstance(value, list) and value:
-                return value
-            if isinstance(value, dict):
-                for key in ("subquestions", "sub_questions", "questions", "steps"):
-                    if key in value:
-                        return {"subquestions": value[key]}
-                other_keys = other_keys if other_keys is not None else sorted(map(str, value))
+    for value in json_values(text):
+        if isinstance(value, json.JSONDecodeError):
+            first_error = first_error or f"{value.msg} at character {value.pos}"
+            continue
+        if isinstance(value, list) and value:
+            return value
+        if isinstance(value, dict):
+            for key in ("subquestions", "sub_questions", "questions", "steps"):
+                if key in value:
+                    return {"subquestions": value[key]}
+            other_keys = other_keys if other_keys is not None else sorted(map(str, value))
     if first_error is not None:
         raise PlanError(f"the JSON is malformed or cut off ({first_error}); {_SHAPE}")
     if other_keys is not None:

@@ -12,20 +12,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from agentdistill.agents.common import json_values
 from agentdistill.agents.recbot_schema import LIST_FIELDS, NUMBER_FIELDS, Preference
 from agentdistill.errors import AgentDistillError
 from agentdistill.tools.catalog import Catalog, CatalogItem, CatalogQuery, explain, rank
 
 STEP_TOOLS = ("filter", "retrieve", "rank", "explain")
 SOURCES = ("filter", "retrieve")  # steps that produce candidates; rank needs one before it
-_FENCE = re.compile(r"```[a-zA-Z]*\s*\n?(.*?)```", re.DOTALL)
 MAX_STEPS = 4  # one of each tool: a longer plan repeats itself
 # Relaxed first to last: the narrowest wishes go first, the genre (what the title *is*) last.
 RELAX_ORDER = (
@@ -164,16 +163,7 @@ def parse_plan(text: str, allowed: Collection[str] = STEP_TOOLS) -> Plan:
 
 def _first_json_value(text: str) -> dict[str, Any] | list[Any] | None:
     """The first JSON object or list in `text` (code fences first); None when there is none."""
-    decoder = json.JSONDecoder()
-    for chunk in [m.group(1) for m in _FENCE.finditer(text)] + [text]:
-        for start in (i for i, ch in enumerate(chunk) if ch in "{["):
-            try:
-                value, _ = decoder.raw_decode(chunk, start)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(value, dict | list):
-                return value
-    return None
+    return next((v for v in json_values(text) if isinstance(v, dict | list)), None)
 
 
 def example_plan() -> str:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from agentdistill.agents.common import json_values
 from agentdistill.errors import AgentDistillError
 from agentdistill.tools.catalog_types import CatalogQuery, Vocabulary  # light: no SQLite or FAISS at import
 
@@ -38,7 +39,6 @@ PAIRS = (("genres", "exclude_genres"), ("countries", "exclude_countries"), ("rat
 PAIRS += (("people", "exclude_people"),)
 RANGES = (("year_min", "year_max"), ("duration_min", "duration_max"))  # lower bound must not exceed upper
 
-_FENCE = re.compile(r"```[a-zA-Z]*\s*\n?(.*?)```", re.DOTALL)
 _NONE_WORDS = {"", "none", "null", "any", "n/a", "unknown", "no preference"}
 _TYPE_WORDS = {
     "movie": "Movie",
@@ -277,16 +277,9 @@ def parse_preference(text: str, previous: Preference, vocabulary: Vocabulary) ->
 
 def first_json_object(text: str) -> dict[str, Any]:
     """The first JSON object in `text`, inside a code fence or bare; text after it is ignored."""
-    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
-    decoder = json.JSONDecoder()
-    for chunk in candidates:
-        for start in (i for i, ch in enumerate(chunk) if ch == "{"):
-            try:
-                value, _ = decoder.raw_decode(chunk, start)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(value, dict):
-                return value
+    value = next((v for v in json_values(text) if isinstance(v, dict)), None)
+    if value is not None:
+        return value
     raise PreferenceParseError(
         'no JSON object found: reply with one JSON object like {"type": "Movie", "genres": ["Comedies"]}'
     )
