@@ -343,11 +343,9 @@ def split_by_question(
         raise ConfigError("val_fraction", val_fraction, "a fraction in [0, 1), e.g. 0.1")
     questions = sorted({normalize_question(e.question) for e in examples})
     random.Random(seed).shuffle(questions)
-    n_val = round(len(questions) * val_fraction)
-    if val_fraction > 0 and len(questions) >= MIN_VAL_QUESTIONS:
-        n_val = min(max(n_val, 1), len(questions) - 1)  # at least one each way when asked for a val set
-    elif len(questions) < MIN_VAL_QUESTIONS:
-        n_val = 0
+    n_val = 0
+    if val_fraction > 0 and len(questions) >= MIN_VAL_QUESTIONS:  # at least one each way when asked for a val set
+        n_val = min(max(round(len(questions) * val_fraction), 1), len(questions) - 1)
     val_questions = set(questions[:n_val])
     train = [e for e in examples if normalize_question(e.question) not in val_questions]
     val = [e for e in examples if normalize_question(e.question) in val_questions]
