@@ -78,7 +78,68 @@ def info(ctx: click.Context, spec: str, load: bool, as_json: bool) -> None:
             click.echo(f"{key}: {value}")
 
 
+@models.command(name="probe")
+@click.option("--refresh", is_flag=True, help="Probe again even if a verdict for this build and CPU is cached.")
+@click.option("--gguf", "gguf_path", type=click.Path(dir_okay=False), help="Probe this GGUF file instead.")
+@click.option("--timeout", "timeout_s", type=float, default=None, help="Seconds before the child counts as hung.")
+@json_option
+def probe(refresh: bool, gguf_path: str | None, timeout_s: float | None, as_json: bool) -> None:
+    """Check, in a child process, that llama.cpp loads and decodes here (cached per build, CPU and file).
+
+    A crash, hang or garbage output marks llama.cpp unusable: `local:` models then run on transformers and
+    `gguf:` specs fail with this reason instead of taking the process down. Exits 1 when unusable.
+    """
+    from pathlib import Path
+
+    from agentdistill.models.llama_build import read_cpu
+    from agentdistill.models.llama_probe import check, find_install, target_for
+
+    target = target_for(Path(gguf_path)) if gguf_path else None
+    verdict = check(target, refresh=refresh, timeout_s=timeout_s)
+    install = find_install()
+    data = {
+        **verdict.to_dict(),
+        "cpu": read_cpu().summary(),
+        "llama_cpp_python": install.version if install else None,
+        "lib_dir": str(install.lib_dir) if install else None,
+    }
+    if as_json:
+        emit_json(data)
+    else:
+        state = "usable" if verdict.usable else "UNUSABLE"
+        source = "cached verdict" if verdict.cached else "probed now"
+        click.echo(f"llama.cpp: {state} ({source}{', ' + verdict.checked_at if verdict.checked_at else ''})")
+        for key in ("reason", "model", "output", "seconds", "system_info", "cpu", "llama_cpp_python", "lib_dir"):
+            if data.get(key) not in (None, ""):
+                click.echo(f"  {key}: {data[key]!r}" if key == "output" else f"  {key}: {data[key]}")
+    if not verdict.usable:
+        raise SystemExit(1)
+
+
+@models.command(name="build-flags")
+@click.option("--explain", is_flag=True, help="One line per flag saying why it is on or off.")
+@json_option
+def build_flags(explain: bool, as_json: bool) -> None:
+    """Print the CMAKE_ARGS that build llama.cpp to run on this CPU (AVX-512 kept, AMX off).
+
+    \b
+    CMAKE_ARGS="$(agentdistill models build-flags)" pip install --no-cache-dir llama-cpp-python==0.3.36
+    """
+    from agentdistill.models.llama_build import cmake_args, read_cpu, shell_line
+    from agentdistill.models.llama_build import explain as explain_flags
+
+    cpu = read_cpu()
+    if as_json:
+        emit_json({"cpu": cpu.summary(), "cmake_args": cmake_args(cpu), "why": dict(explain_flags(cpu))})
+    elif explain:
+        click.echo(f"# {cpu.summary()}")
+        for flag, why in explain_flags(cpu):
+            click.echo(f"{flag:<26} {why}")
+    else:
+        click.echo(shell_line(cmake_args(cpu)))
+
+
 def _local_line(runs_on: str, why: str | None) -> str:
     if why is None:
         return "local: runs on gguf (llama.cpp)"
-    return f"local: runs on transformers; gguf unavailable: {why}. Install: pip install llama-cpp-python==0.3.36"
+    return f"local: runs on transformers; gguf unavailable: {why}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 
 from agentdistill.errors import UnknownModelSpec
@@ -26,23 +27,41 @@ def _openai(rest: str, options: ModelOptions) -> ChatModel:
 def local_backend(options: ModelOptions | None = None) -> tuple[str, str | None]:
     """("gguf", None) when `local:` runs on llama.cpp, else ("transformers", why gguf is not used).
 
-    llama.cpp is 6-9x faster on CPU, but llama-cpp-python compiles on install and may be missing;
-    a LoRA adapter only applies to HF weights.
+    llama.cpp is 6-9x faster on CPU, but llama-cpp-python compiles on install and may be missing or
+    built for instructions this CPU cannot run (the probe decides, in a child process); a LoRA adapter
+    only applies to HF weights.
     """
     from agentdistill.models.gguf_backend import gguf_unavailable_reason
 
     if options is not None and options.adapter:
         return "transformers", "an adapter is set, and adapters apply to HF weights only"
     reason = gguf_unavailable_reason()
-    return ("transformers", f"llama-cpp-python does not import ({reason})") if reason else ("gguf", None)
+    return ("transformers", reason) if reason else ("gguf", None)
 
 
 def _local(rest: str, options: ModelOptions) -> ChatModel:
-    if local_backend(options)[0] == "gguf":
+    from agentdistill.models import llama_probe
+
+    backend, why = local_backend(options)
+    if backend == "gguf":
         from agentdistill.models.gguf_backend import load_packaged_gguf
 
-        return load_packaged_gguf(rest, options, spec=f"local:{rest}")
+        try:
+            return load_packaged_gguf(rest, options, spec=f"local:{rest}")
+        except llama_probe.LlamaCppUnusable as exc:  # this model's own probe failed where the smallest one passed
+            why = str(exc)
+    if why and not options.adapter and llama_probe.find_install() is not None:  # installed but unusable: say why, once
+        _say_once(f"local:{rest} runs on transformers: {why}")
     return _transformers(rest, options, spec=f"local:{rest}")
+
+
+_SAID: set[str] = set()  # messages already printed by this process
+
+
+def _say_once(message: str) -> None:
+    if message not in _SAID:
+        _SAID.add(message)
+        print(f"agentdistill: {message}", file=sys.stderr, flush=True)
 
 
 def _transformers(rest: str, options: ModelOptions, *, spec: str | None = None) -> ChatModel:

@@ -6,8 +6,10 @@ a llama.cpp context is not thread-safe); the process keeps each loaded model in 
 calls that share a prompt prefix (the steps of one ReAct run) reuse its KV cache: llama-cpp-python compares
 the new prompt with the tokens already evaluated and only evaluates the new suffix.
 
-llama-cpp-python compiles from source on install, so it may be missing: nothing here imports it at module
-level, and `gguf_unavailable_reason()` says why it cannot be used.
+llama-cpp-python compiles from source on install, so it may be missing, or built for instructions this CPU
+lacks: nothing here imports it at module level, and no GGUF is loaded in this process before `llama_probe`
+has decoded it in a child process (a crash there becomes LlamaCppUnusable here). `gguf_unavailable_reason()`
+says why llama.cpp cannot be used.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from agentdistill.errors import AgentDistillError, ConfigError, ModelCallError, ModelNotFound, ModelUnavailable
+from agentdistill.models import llama_probe
 from agentdistill.models.base import (
     Completion,
     FinishReason,
@@ -49,7 +52,7 @@ INSTALL = "pip install llama-cpp-python==0.3.36"
 _SEED_SPACE = 2**32 - 1  # llama.cpp reads seed 0xFFFFFFFF as "pick a random seed", so stay below it
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
-CacheKey = tuple[str, int, int, int]  # (resolved GGUF path, n_ctx, threads, GPU layers)
+CacheKey = tuple[str, int, int, str]  # (resolved GGUF path, n_ctx, threads, device)
 
 
 class GGUFLoadError(AgentDistillError):
@@ -92,26 +95,37 @@ def import_llama_cpp() -> ModuleType:
 
 
 def gguf_unavailable_reason() -> str | None:
-    """None when llama-cpp-python imports, else the import error (a failed build, a missing shared library)."""
-    try:
-        import_llama_cpp()
-    except (ImportError, OSError) as exc:  # OSError: the package is there but libllama.so does not load
-        return f"{type(exc).__name__}: {exc}"
-    return None
+    """None when llama.cpp runs here, else why not: not installed, or its probe child crashed, hung or erred.
+
+    Never imports llama_cpp in this process: a build that crashes on this CPU takes only the probe child down.
+    """
+    verdict = llama_probe.check()
+    return None if verdict.usable else verdict.reason
 
 
-def _llama_cpp() -> ModuleType:
+def _llama_cpp(path: Path | None = None) -> ModuleType:
+    """llama_cpp, imported only after the probe passed for `path` (default: the smallest packaged GGUF)."""
+    if llama_probe.find_install() is None:
+        raise ModelUnavailable(
+            f"the gguf backend needs llama-cpp-python, which is not installed: install it with"
+            f" `{llama_probe.REBUILD}` (it compiles for a few minutes); meanwhile `transformers:NAME` runs packaged"
+            " models."
+        )
+    verdict = llama_probe.check(llama_probe.target_for(path) if path is not None else None)
+    if not verdict.usable and verdict.kind == "load" and path is not None:
+        raise GGUFLoadError(path, verdict.reason.rpartition(": ")[2] if verdict.reason else "load failed")
+    if not verdict.usable:
+        raise llama_probe.LlamaCppUnusable(verdict)
     try:
         return import_llama_cpp()
-    except (ImportError, OSError) as exc:
+    except (ImportError, OSError) as exc:  # the probe child imported it; this process should too
         raise ModelUnavailable(
-            f"the gguf backend needs llama-cpp-python, which does not import ({type(exc).__name__}: {exc}): install"
-            f" it with `{INSTALL}` (it compiles for a few minutes); meanwhile `transformers:NAME` runs packaged"
-            " models."
+            f"llama-cpp-python does not import ({type(exc).__name__}: {exc}): reinstall it with"
+            f" `{llama_probe.REBUILD}`; meanwhile `transformers:NAME` runs packaged models."
         ) from exc
 
 
-# Keyed by (path, n_ctx, threads, GPU layers): weights are mapped once and each model's KV cache keeps the
+# Keyed by (path, n_ctx, threads, device): weights are mapped once and each model's KV cache keeps the
 # last prompt, which the next step of a run reuses.
 _CACHE: ModelCache[GGUFChatModel] = ModelCache()
 
@@ -326,12 +340,15 @@ def resolve_threads(threads: int | None) -> int:
 
 
 def resolve_gpu_layers(device: str) -> int:
-    """Layers to offload: all on a GPU build (auto or cuda), none on cpu; cuda on a CPU-only build is an error."""
+    """Layers to offload: all on a GPU build (auto or cuda), none on cpu; cuda on a CPU-only build is an error.
+
+    Imports llama_cpp: call it only after the probe passed (`_load` does).
+    """
     if not _DEVICE.match(device):
         raise ConfigError("device", device, "auto, cpu, cuda, cuda:N or mps")
     if device == "cpu":
         return 0
-    supported = bool(_llama_cpp().llama_supports_gpu_offload())
+    supported = bool(import_llama_cpp().llama_supports_gpu_offload())
     if device != "auto" and not supported:
         raise ConfigError(
             "device",
@@ -342,8 +359,8 @@ def resolve_gpu_layers(device: str) -> int:
     return -1 if supported else 0
 
 
-def _check_options(options: ModelOptions) -> tuple[int, int]:
-    """(threads, GPU layers). dtype is ignored: the GGUF's own quantization decides it."""
+def _check_options(options: ModelOptions) -> tuple[int, str]:
+    """(threads, device), validated without loading llama.cpp. dtype is ignored: the GGUF's quantization decides it."""
     if options.adapter:
         raise ConfigError(
             "adapter",
@@ -351,15 +368,18 @@ def _check_options(options: ModelOptions) -> tuple[int, int]:
             "no adapter for a gguf: model: merge the adapter and export the student to GGUF, or run it with"
             " hf:DIR or transformers:NAME",
         )
-    return resolve_threads(options.threads), resolve_gpu_layers(options.device)
+    if not _DEVICE.match(options.device):
+        raise ConfigError("device", options.device, "auto, cpu, cuda, cuda:N or mps")
+    return resolve_threads(options.threads), options.device
 
 
-def _load(path: Path, *, spec: str, n_ctx: int, threads: int, gpu_layers: int) -> GGUFChatModel:
-    llama_cpp = _llama_cpp()
+def _load(path: Path, *, spec: str, n_ctx: int, threads: int, device: str) -> GGUFChatModel:
     with open(path, "rb") as handle:
         magic = handle.read(4)
     if magic != b"GGUF":  # llama.cpp's own message would only say "failed to load"
         raise GGUFLoadError(path, f"it does not start with the GGUF magic bytes (found {magic!r})")
+    llama_cpp = _llama_cpp(path)  # a child process decodes this file first: a crash there is a message here
+    gpu_layers = resolve_gpu_layers(device)
     try:
         llama = llama_cpp.Llama(
             model_path=str(path),
@@ -380,12 +400,13 @@ def _cached_load(
     """Load once per (file, n_ctx, threads, GPU layers); `resolve` runs the expensive checks on a cache miss only."""
     if n_ctx < 16:
         raise ConfigError("n_ctx", n_ctx, "a context size of at least 16 tokens (4096 suits ReAct runs)")
-    threads, gpu_layers = _check_options(options)
-    _llama_cpp()  # a missing install says how to fix it before anything is hashed or assembled
-    key: CacheKey = (str(path.resolve()), n_ctx, threads, gpu_layers)
-    model = _CACHE.get_or_load(
-        key, lambda: _load(resolve(), spec=spec, n_ctx=n_ctx, threads=threads, gpu_layers=gpu_layers)
-    )
+    threads, device = _check_options(options)
+    if (
+        llama_probe.find_install() is None
+    ):  # a missing install says how to fix it before anything is hashed or assembled
+        _llama_cpp()
+    key: CacheKey = (str(path.resolve()), n_ctx, threads, device)
+    model = _CACHE.get_or_load(key, lambda: _load(resolve(), spec=spec, n_ctx=n_ctx, threads=threads, device=device))
     return model if model.spec == spec else model.renamed(spec)
 
 
@@ -426,12 +447,30 @@ def load_gguf_file(path: str, options: ModelOptions, *, n_ctx: int = DEFAULT_N_C
 
 def load_gguf(rest: str, options: ModelOptions, *, n_ctx: int = DEFAULT_N_CTX) -> GGUFChatModel:
     """`gguf:NAME` for a packaged model, `gguf:PATH` for a file (anything with a `/`, a .gguf suffix, or on disk)."""
+    if _is_file_spec(rest):
+        return load_gguf_file(rest, options, n_ctx=n_ctx)
+    return load_packaged_gguf(rest, options, n_ctx=n_ctx)
+
+
+def load_gguf_target(rest: str) -> tuple[Path, str]:
+    """(checked GGUF file, model name) that `gguf:REST` / `local:REST` runs, without loading it (for llama-server)."""
+    if _is_file_spec(rest):
+        file = Path(rest).expanduser()
+        if not file.is_file():
+            raise ModelNotFound(f"GGUF file {str(file)!r} does not exist: give the path of a .gguf file")
+        return file, file.stem
+    pm = find_packaged(rest)
+    return assembled_gguf(pm, cache_dir()), pm.name
+
+
+def _is_file_spec(rest: str) -> bool:
+    """True for a file path; a name that is neither packaged nor a path raises, naming the closest name."""
     packaged = {pm.name for pm in packaged_models()}
     if rest not in packaged and ("/" in rest or rest.endswith(".gguf") or Path(rest).expanduser().exists()):
-        return load_gguf_file(rest, options, n_ctx=n_ctx)
+        return True
     if rest not in packaged:
         try:
             find_packaged(rest)  # raises, naming the closest packaged name
         except ModelNotFound as exc:
             raise ModelNotFound(f"{exc} For a file, give its path, e.g. gguf:./{rest}.gguf") from None
-    return load_packaged_gguf(rest, options, n_ctx=n_ctx)
+    return False

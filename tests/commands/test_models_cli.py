@@ -7,9 +7,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-import agentdistill.models.gguf_backend as gguf_backend
 from agentdistill.cli import cli
-from agentdistill.models import local_backend
+from agentdistill.models import llama_probe, local_backend
 
 
 def _json(*args: str) -> dict:
@@ -28,15 +27,12 @@ def test_list_and_info_name_the_backend_local_runs_on() -> None:
     assert _json("models", "info", "transformers:smollm2-135m")["role"] == "student"
 
 
-def test_a_failed_llama_cpp_build_shows_its_import_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken() -> None:
-        raise ImportError("No module named 'llama_cpp'")
-
-    monkeypatch.setattr(gguf_backend, "import_llama_cpp", broken)
+def test_a_missing_llama_cpp_build_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(llama_probe, "find_install", lambda: None)
     listed = _json("models", "list")
     assert listed["local_backend"] == "transformers"
-    assert "No module named 'llama_cpp'" in listed["gguf_unavailable"]
+    assert "llama-cpp-python is not installed" in listed["gguf_unavailable"]
     text = CliRunner().invoke(cli, ["models", "list"], catch_exceptions=False).output
     assert "local: runs on transformers; gguf unavailable" in text and "pip install llama-cpp-python==0.3.36" in text
     info = _json("models", "info", "local:qwen2.5-coder-0.5b")
-    assert info["runs_on"] == "transformers" and "No module named 'llama_cpp'" in info["gguf_unavailable"]
+    assert info["runs_on"] == "transformers" and "llama-cpp-python is not installed" in info["gguf_unavailable"]
