@@ -14,6 +14,7 @@ from agentdistill.commands.catalog import catalog
 from agentdistill.commands.chat import ask, chat
 from agentdistill.commands.demo import demo
 from agentdistill.commands.distill import distill
+from agentdistill.commands.engine import engine
 from agentdistill.commands.kb import kb
 from agentdistill.commands.models import models
 from agentdistill.commands.serve import serve
@@ -41,7 +42,7 @@ def version() -> None:
     click.echo(f"agentdistill {__version__}")
 
 
-for group in (chat, ask, bench, catalog, demo, distill, kb, models, serve, trajectories):
+for group in (chat, ask, bench, catalog, demo, distill, engine, kb, models, serve, trajectories):
     cli.add_command(group)
 
 

@@ -21,6 +21,7 @@ from agentdistill.errors import AgentDistillError
 from agentdistill.paths import atomic_write
 
 ItemStatus = Literal["ok", "max_steps", "error", "timeout"]
+RETRY = "retry_on_resume"  # meta flag of an error item whose model was unreachable: `--resume` runs it again
 RUN_FILE, RESULTS_FILE = "run.json", "results.jsonl"
 FORMAT_VERSION = 1
 
@@ -150,7 +151,10 @@ class RunDir:
             os.close(fd)
 
     def results(self) -> list[ItemResult]:
-        """Finished items in completion order, one per item id (the first line wins); a torn line is skipped."""
+        """Finished items in completion order, one per item id; a torn line is skipped.
+
+        The first line of an item wins, except over a retryable error (RETRY): a later line replaces it.
+        """
         seen: dict[str, ItemResult] = {}
         text = self.results_path.read_text(encoding="utf-8", errors="replace") if self.results_path.exists() else ""
         lines = text.splitlines()
@@ -163,11 +167,14 @@ class RunDir:
                 if number == len(lines):  # torn tail of a killed writer: that item is not finished
                     continue
                 raise RunDirError(f"{self.results_path}:{number}: unreadable result line ({exc}).") from exc
-            seen.setdefault(result.item_id, result)
+            earlier = seen.get(result.item_id)
+            if earlier is None or _retryable(earlier):
+                seen[result.item_id] = result
         return list(seen.values())
 
     def done_ids(self) -> set[str]:
-        return {r.item_id for r in self.results()}
+        """Items with a final result: a retryable error is not final, `--resume` runs it again."""
+        return {r.item_id for r in self.results() if not _retryable(r)}
 
     def pending_ids(self) -> list[str]:
         """Items of the spec not finished yet, in spec order."""
@@ -181,6 +188,10 @@ class RunDir:
             with open(self.results_path, "r+b") as f:
                 f.truncate(keep)
                 os.fsync(f.fileno())
+
+
+def _retryable(result: ItemResult) -> bool:
+    return result.status == "error" and bool(result.meta.get(RETRY))
 
 
 def _plain(value: Any) -> Any:

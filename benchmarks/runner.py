@@ -31,8 +31,8 @@ from agentdistill.agents.turn import run_turn
 from agentdistill.benchmarks.cost import cost_usd
 from agentdistill.benchmarks.items import Item
 from agentdistill.benchmarks.metrics import INSUFFICIENT, Score
-from agentdistill.benchmarks.results import ItemResult, ItemStatus, RunDir
-from agentdistill.errors import AgentDistillError, ConfigError, StoreError
+from agentdistill.benchmarks.results import RETRY, ItemResult, ItemStatus, RunDir
+from agentdistill.errors import AgentDistillError, ConfigError, ModelUnavailable, StoreError
 from agentdistill.memory.trajectories import TrajectoryStore
 from agentdistill.models.base import ChatModel, Completion, Message, TokenCallback
 from agentdistill.trajectory import Recorder, RunStatus, StepError
@@ -313,7 +313,10 @@ def _run_item(
         return _failed(slot, "timeout", str(exc), time.perf_counter() - started, store, model_spec, prices)
     except Exception as exc:  # an agent crash is this item's result, never the run's end
         message = f"{type(exc).__name__}: {exc}"
-        return _failed(slot, "error", message, time.perf_counter() - started, store, model_spec, prices)
+        # The model was unreachable (a local engine died, an endpoint went away): not the agent's fault, so
+        # `--resume` runs the item again (RETRY), and the new line replaces this one.
+        retry = isinstance(exc, ModelUnavailable)
+        return _failed(slot, "error", message, time.perf_counter() - started, store, model_spec, prices, retry=retry)
     assert metric is not None  # run_benchmark checked: no episode means a metric
     score = metric(turn.answer, golds)
     status: ItemStatus = turn.status if turn.status in ("ok", "max_steps", "error") else "error"  # type: ignore[assignment]
@@ -358,6 +361,8 @@ def _failed(
     store: TrajectoryStore,
     model_spec: str,
     prices: Mapping[str, Sequence[float]],
+    *,
+    retry: bool = False,
 ) -> ItemResult:
     """The result of an item that ended without an answer; tokens spent so far (every turn's) still count."""
     run_ids: list[str] = []
@@ -373,6 +378,8 @@ def _failed(
         completion += run.completion_tokens
         tool_calls += sum(1 for s in run.steps if s.kind == "tool")
     meta = {**_meta(slot.item), **({"run_ids": run_ids} if len(run_ids) > 1 else {})}
+    if retry:
+        meta[RETRY] = True
     return ItemResult(
         item_id=slot.item.id, status=status, correct=False, metrics={"em": 0.0, "f1": 0.0}, answer=None,
         gold=_golds(slot.item), run_id=run_ids[-1] if run_ids else None, steps=steps, tool_calls=tool_calls,

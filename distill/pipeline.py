@@ -47,6 +47,7 @@ from agentdistill.memory.knowledge import KnowledgeStore
 from agentdistill.memory.trajectories import TrajectoryStore
 from agentdistill.models import make_chat_model
 from agentdistill.models.base import ChatModel
+from agentdistill.models.engine_model import open_model
 from agentdistill.models.packaged import ensure_hf_dir, find_packaged
 from agentdistill.paths import cache_dir
 from agentdistill.tools.python_sandbox import PythonSandbox, SandboxConfig
@@ -89,7 +90,8 @@ class DistillPlan:
     kd_teacher: str | None = None  # local teacher for logit KD, e.g. local:qwen2.5-coder-1.5b -> 0.5b student
     kd_kind: Literal["forward", "reverse", "taid"] = "forward"
     max_steps: int | None = None  # agent model calls per item (agent default when None)
-    concurrency: int = 1  # items in flight during collection and eval
+    concurrency: int = 4  # items in flight during collection and eval (local models: slots of a llama-server)
+    engine: Literal["auto", "server", "inproc"] = "auto"  # how local:/gguf: models run (models/engine_model.py)
     # How the trained student is evaluated: gguf = exported to an f16 GGUF and run on llama.cpp (6-9x faster on
     # CPU, same greedy tokens); transformers = the merged HF dir; auto = gguf when llama-cpp-python imports.
     student_runtime: Literal["auto", "gguf", "transformers"] = "auto"
@@ -280,7 +282,14 @@ class Pipeline:
                 return summarize(run_dir.results())
         else:
             run_dir = RunDir.create(path, spec)
-        model = self._model(model_spec)
+        with open_model(model_spec, self.settings.model_options(), concurrency=self.plan.concurrency,
+                        engine=self.plan.engine, home=self.settings.home, say=self.say) as model:  # fmt: skip
+            in_flight = self.plan.concurrency if _batches(model) else 1
+            return self._bench_with(model, run_dir, model_spec, items, in_flight)
+
+    def _bench_with(
+        self, model: ChatModel, run_dir: RunDir, model_spec: str, items: Sequence[Item], in_flight: int
+    ) -> RunSummary:
         metric, episode = None, None
         if self.catalog is not None and self.suite.episode is not None:  # sessions, played as `bench run` plays them
             catalog = self.catalog
@@ -297,7 +306,7 @@ class Pipeline:
                 return build_agent(self.plan.agent, model, kb=kb, recorder=recorder, max_steps=self.plan.max_steps,
                                    sandbox=sandbox, **self.plan.options)  # fmt: skip
 
-        config = RunnerConfig(concurrency=self.plan.concurrency, item_timeout_s=self.plan.item_timeout_s)
+        config = RunnerConfig(concurrency=in_flight, item_timeout_s=self.plan.item_timeout_s)
         with TrajectoryStore.open(self.settings.trajectories_path) as store:
             return run_benchmark(run_dir, items, make_graph=make_graph, store=store, metric=metric, episode=episode,
                                  config=config, model_spec=model_spec, prices=self.settings.prices)  # fmt: skip
@@ -313,6 +322,15 @@ class Pipeline:
         # Train and eval runs search the same KB, pooled over both slices, as one suite's KB would be.
         pooled = [*self.train_items, *self.eval_items]
         return suite_kb(self.suite, pooled, self.settings.kb_root, embedder=self.plan.embedder, device=self.device)
+
+
+def _batches(model: ChatModel) -> bool:
+    """Whether items in flight at once run faster: for a server (an engine, any `openai:` endpoint), not for an
+    in-process model (one lock, one stream: items would only queue and every item's latency would look N
+    times longer) nor a scripted one (its replies come in call order)."""
+    from agentdistill.models.engine_model import EngineChatModel
+
+    return isinstance(model, EngineChatModel) or model.spec.startswith("openai:")
 
 
 def plan_dict(plan: DistillPlan) -> dict[str, Any]:

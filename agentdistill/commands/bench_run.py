@@ -11,6 +11,7 @@ embedder (`--embedder`); each item is a whole simulated session, and `--option u
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import random
@@ -45,6 +46,7 @@ from agentdistill.errors import AgentDistillError
 from agentdistill.memory.trajectories import TrajectoryStore
 from agentdistill.models import make_chat_model
 from agentdistill.models.base import ChatModel
+from agentdistill.models.engine_model import ENGINE_MODES, open_model
 from agentdistill.tools.python_sandbox import PythonSandbox, SandboxConfig
 from agentdistill.trajectory import Recorder
 
@@ -85,6 +87,9 @@ class ResumeMismatch(AgentDistillError):
 )
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), help="Default: <home>/bench/<suite>-...")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir: only unfinished items run.")
+@click.option("--engine", "engine_mode", type=click.Choice(ENGINE_MODES), default="auto", show_default=True,
+              help="local:/gguf: models: auto = a llama-server engine with --concurrency slots when that is > 1; "
+                   "server = always; inproc = in this process.")  # fmt: skip
 @click.option("--label", help="Name shown for this run in reports (default: agent/model).")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Benchmark data root (config).")
 @json_option
@@ -94,7 +99,7 @@ def run(
     agent: str | None, model_spec: str | None, limit: int | None, seed: int | None, concurrency: int,
     item_timeout: float, max_steps: int | None, kb_name: str | None, embedder: str | None,
     agent_options: tuple[str, ...], run_dir: Path | None,
-    resume: bool, label: str | None, data_dir: Path | None, as_json: bool,
+    resume: bool, engine_mode: str, label: str | None, data_dir: Path | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Run an agent on a benchmark suite; results land in a run directory that `bench report` reads."""
     config = settings(ctx)
@@ -116,7 +121,20 @@ def run(
     if stored is not None:
         _check_same_work(stored, spec)
     kb = suite_kb(suite, items, config.kb_root, kb_name=spec.kb, embedder=spec.embedder, device=_device(config))
-    model = make_chat_model(spec.model, config.model_options())
+    with contextlib.ExitStack() as stack:
+        model = stack.enter_context(
+            open_model(spec.model, config.model_options(), concurrency=concurrency, engine=engine_mode,  # type: ignore[arg-type]
+                       home=config.home, say=lambda m: click.echo(f"agentdistill: {m}", err=True))
+        )  # fmt: skip
+        _run(ctx, config, suite, spec, stored, run_dir, items, kb, catalog, model, agent, concurrency, item_timeout,
+             as_json)  # fmt: skip
+
+
+def _run(
+    ctx: click.Context, config: Settings, suite: Suite, spec: RunSpec, stored: RunDir | None, run_dir: Path | None,
+    items: Sequence[Item], kb: Any, catalog: Any, model: ChatModel, agent: str, concurrency: int,
+    item_timeout: float, as_json: bool,
+) -> None:  # fmt: skip
     target = stored or RunDir.create(run_dir or _default_run_dir(config, spec), spec)
     click.echo(f"run dir: {target.path} ({len(target.pending_ids())} of {len(spec.item_ids)} items to run)", err=True)
     sandbox = PythonSandbox(SandboxConfig(), preamble="import sympy") if agent == "codeact" else None

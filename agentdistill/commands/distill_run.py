@@ -18,6 +18,8 @@ from agentdistill.errors import AgentDistillError
 
 # plan.json fields newer than some saved plans, with the value a plan saved without them meant
 ADDED_FIELDS: Mapping[str, Any] = MappingProxyType({"embedder": None, "options": {}, "keep_parse_errors": False})
+# how a run executes, not what it computes: a resumed run may change them
+EXECUTION_FIELDS = ("concurrency", "engine", "item_timeout_s")
 
 
 class PlanMismatch(AgentDistillError):
@@ -54,7 +56,10 @@ def _plan_options(fn: Any) -> Any:
         click.option("--embedder", help="Embedder spec of the suite's KB or item catalog (default: packaged MiniLM)."),
         click.option("--keep-parse-errors", is_flag=True,
                      help="Also train on correct runs that recovered from a malformed reply (no loss on that reply)."),
-        click.option("--concurrency", type=click.IntRange(min=1), default=1, show_default=True),
+        click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,
+                     help="Items in flight; local models then run on a llama-server engine with this many slots."),
+        click.option("--engine", type=click.Choice(["auto", "server", "inproc"]), default="auto", show_default=True,
+                     help="local:/gguf: models: auto = llama-server when --concurrency > 1 and it is built."),
         click.option("--student-runtime", type=click.Choice(["auto", "gguf", "transformers"]), default="auto",
                      show_default=True, help="Evaluate the trained student on llama.cpp (exported f16 GGUF) or HF."),
         click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Benchmark data root."),
@@ -83,7 +88,8 @@ def _pipeline(config: Settings, kw: dict[str, Any]) -> Any:
         agent=kw["agent"], suite=kw["suite"], teacher=kw["teacher"] or config.model,
         student=kw["student"] or config.student, train_limit=kw["train_limit"], eval_limit=kw["eval_limit"],
         method=kw["method"], kd_teacher=kw["kd_teacher"], kd_kind=kw["kd_kind"], max_steps=kw["max_steps"],
-        concurrency=kw["concurrency"], student_runtime=kw["student_runtime"], train=train, embedder=kw["embedder"],
+        concurrency=kw["concurrency"], engine=kw["engine"], student_runtime=kw["student_runtime"], train=train,
+        embedder=kw["embedder"],
         options=dict(parse_option(o) for o in kw["options"]), keep_parse_errors=kw["keep_parse_errors"],
     )  # fmt: skip
     out = kw["out"] or config.home / "distill" / f"{plan.agent}-{plan.suite}"
@@ -100,7 +106,7 @@ def _check_plan(out: Path, plan: Any) -> None:
     if path.exists():
         old = json.loads(path.read_text(encoding="utf-8"))
         for key in new:
-            if old.get(key, ADDED_FIELDS.get(key)) != new[key]:
+            if key not in EXECUTION_FIELDS and old.get(key, ADDED_FIELDS.get(key)) != new[key]:
                 raise PlanMismatch(out, key, old.get(key, ADDED_FIELDS.get(key)), new[key])
         return
     with atomic_write(path) as f:

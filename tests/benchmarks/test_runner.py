@@ -14,8 +14,9 @@ import pytest
 from agentdistill.agents.factory import build_agent
 from agentdistill.benchmarks.items import Item
 from agentdistill.benchmarks.metrics import INSUFFICIENT, math_score, qa_score
-from agentdistill.benchmarks.results import ItemResult, RunDir, RunSpec
+from agentdistill.benchmarks.results import RETRY, ItemResult, RunDir, RunSpec
 from agentdistill.benchmarks.runner import ItemsMismatch, RunnerConfig, run_benchmark, summarize
+from agentdistill.errors import ModelUnavailable
 from agentdistill.memory.trajectories import TrajectoryStore
 from agentdistill.models import Message
 from agentdistill.models.scripted import ScriptedModel
@@ -217,3 +218,29 @@ def test_summarize_figures() -> None:
     assert summary.as_dict()["accuracy"] == 0.25
     empty = summarize([])
     assert empty.n == 0 and empty.accuracy == 0.0 and empty.latency_p95 == 0.0 and json.dumps(empty.as_dict())
+
+
+def test_unreachable_model_items_rerun_on_resume_and_count_once(tmp_path: Path, store: TrajectoryStore) -> None:
+    todo = items(4)
+    run_dir = start(tmp_path, todo)
+
+    def first(messages: Sequence[Message]) -> str:
+        n = question_number(messages)
+        if n == 1:
+            raise ModelUnavailable("llama-server died and was restarted; this call failed")
+        if n == 2:
+            raise ValueError("a bug in the agent")  # not the model's reachability: final
+        return f"Final Answer: answer {n}"
+
+    summary = bench(run_dir, todo, store, first)
+    assert (summary.n, summary.errors, summary.correct) == (4, 2, 2)
+    by_id = {r.item_id: r for r in run_dir.results()}
+    assert by_id["q1"].meta.get(RETRY) is True and not by_id["q2"].meta.get(RETRY)
+    assert run_dir.pending_ids() == ["q1"]
+
+    resumed = RunDir.open(run_dir.path)
+    summary = bench(resumed, todo, store, lambda m: f"Final Answer: answer {question_number(m)}")
+    assert (summary.n, summary.errors, summary.correct) == (4, 1, 3)
+    assert resumed.pending_ids() == [] and len(resumed.results()) == 4
+    assert {r.item_id: r.status for r in resumed.results()}["q1"] == "ok"
+    assert len(run_dir.results_path.read_text().splitlines()) == 5  # the error line stays, superseded
