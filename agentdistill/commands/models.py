@@ -61,6 +61,13 @@ def info(ctx: click.Context, spec: str, load: bool, as_json: bool) -> None:
     if backend == "local":
         runs_on, why_not_gguf = local_backend(options)
         data.update(runs_on=runs_on, gguf_unavailable=why_not_gguf)
+    if backend in ("local", "gguf"):
+        from agentdistill.models.llama_probe import check
+
+        verdict = check()  # cached: the child process ran once for this build and CPU
+        state = "usable" if verdict.usable else "unusable"
+        when = f", probed {verdict.checked_at}" if verdict.checked_at else ""
+        data["llama_cpp_probe"] = f"{state}{when}" + (f": {verdict.reason}" if verdict.reason else "")
     from agentdistill.models.packaged import find_packaged, is_installed, packaged_models
 
     if backend in ("local", "transformers") or (backend == "gguf" and rest in {pm.name for pm in packaged_models()}):

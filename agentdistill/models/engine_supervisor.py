@@ -5,8 +5,8 @@
 Runs detached (its own session). Every 0.25 s it checks the server process, its /health, and the lease files
 `<key>.leases/<pid>` of the agentdistill processes using it. A non-persistent engine is stopped a few
 seconds after its last lease holder is gone (however it ended: exit, Ctrl-C or SIGKILL); SIGTERM stops any
-engine. The state file says `ready`, `failed` (never became healthy) or `dead` (exited on its own), with
-the reason, for the clients waiting on it.
+engine, and so does deleting its state file. The state file says `ready`, `failed` (never became healthy)
+or `dead` (exited on its own), with the reason, for the clients waiting on it.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def main(state_path: Path) -> int:
             why = f"llama-server exited with status {code}: {log_tail(state.log)}"
             _save(state_path, state, status="dead" if state.status == "ready" else "failed", detail=why)
             return 1
-        if stop["now"]:
+        if stop["now"] or not state_path.exists():  # stopped, or its home was deleted (a test's tmp dir)
             break
         if state.status == "starting":
             if healthy(state, timeout_s=1.0):

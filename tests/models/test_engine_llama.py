@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from agentdistill.cli import cli
 from agentdistill.models import ModelOptions, make_chat_model, system, user
 from agentdistill.models.engine import server_binary
+from agentdistill.models.engine_manager import stop_engine
 from agentdistill.models.engine_model import EngineChatModel, open_model
 from agentdistill.models.gguf_backend import gguf_unavailable_reason
 
@@ -62,14 +63,17 @@ def test_concurrent_requests_all_come_back_complete(home: Path) -> None:
 
 def test_engine_cli_start_status_stop(home: Path) -> None:
     runner = CliRunner()
-    started = runner.invoke(cli, ["engine", "start", "smollm2-135m", "--parallel", "2", "--json"])
-    assert started.exit_code == 0, started.output
-    info = json.loads(started.stdout)
-    assert info["url"].startswith("http://127.0.0.1:") and info["parallel"] == 2
-    listed = json.loads(runner.invoke(cli, ["engine", "status", "--json"]).stdout)
-    assert [row["model"] for row in listed] == ["smollm2-135m"] and listed[0]["persistent"] is True
-    again = json.loads(runner.invoke(cli, ["engine", "start", "gguf:smollm2-135m", "--json"]).stdout)
-    assert again["pid"] == info["pid"]  # reused
-    stopped = runner.invoke(cli, ["engine", "stop", "local:smollm2-135m"])
-    assert "stopped smollm2-135m" in stopped.output
-    assert json.loads(runner.invoke(cli, ["engine", "status", "--json"]).stdout) == []
+    try:
+        started = runner.invoke(cli, ["engine", "start", "smollm2-135m", "--parallel", "2", "--json"])
+        assert started.exit_code == 0, started.output
+        info = json.loads(started.stdout)
+        assert info["url"].startswith("http://127.0.0.1:") and info["parallel"] == 2
+        listed = json.loads(runner.invoke(cli, ["engine", "status", "--json"]).stdout)
+        assert [row["model"] for row in listed] == ["smollm2-135m"] and listed[0]["persistent"] is True
+        again = json.loads(runner.invoke(cli, ["engine", "start", "gguf:smollm2-135m", "--json"]).stdout)
+        assert again["pid"] == info["pid"]  # reused
+        stopped = runner.invoke(cli, ["engine", "stop", "local:smollm2-135m"])
+        assert "stopped smollm2-135m" in stopped.output
+        assert json.loads(runner.invoke(cli, ["engine", "status", "--json"]).stdout) == []
+    finally:  # a persistent engine outlives a failed test otherwise
+        stop_engine(home)
