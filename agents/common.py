@@ -69,3 +69,26 @@ def json_values(text: str) -> Iterator[Any | json.JSONDecodeError]:
                 yield decoder.raw_decode(chunk, start)[0]
             except json.JSONDecodeError as exc:
                 yield exc
+
+
+_FINAL = re.compile(r"final answer\s*[:：]\s*", re.IGNORECASE)
+_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
+
+
+def final_answer_text(text: str) -> str:
+    """The answer a one-call baseline gave: what follows its last "Final Answer:" (that line only), else a
+    \\boxed{} value, else the last non-empty line. Markdown emphasis, quotes and one trailing period go."""
+    found = list(_FINAL.finditer(text))
+    if found:
+        answer = text[found[-1].end() :].strip().splitlines()[0] if text[found[-1].end() :].strip() else ""
+    elif boxed := _BOXED.findall(text):
+        answer = boxed[-1]
+    else:
+        answer = next((line for line in reversed(text.splitlines()) if line.strip()), "")
+    for _ in range(2):  # "**$18.00**." : emphasis outside the period, or inside it
+        answer = answer.strip().strip("*_`\"'").strip()
+        if answer.endswith(".") and answer.count(".") == 1 or answer.endswith(".") and answer[:-1].endswith(("*", "`")):
+            answer = answer[:-1]
+    if boxed := _BOXED.findall(answer):
+        answer = boxed[-1]
+    return answer.strip()

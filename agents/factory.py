@@ -5,11 +5,14 @@ module is the one place that decides which tools each agent gets by default:
 - react: KB `search` + `lookup` (when a KB is given) and the math tools;
 - codeact: a Python sandbox whose code can call KB `search`, with sympy imported;
 - lag: KB `search` (it cannot run without one);
-- recbot: the catalog tools (filter, retrieve, rank, explain); it cannot run without a catalog.
+- recbot: the catalog tools (filter, retrieve, rank, explain); it cannot run without a catalog;
+- cot: no tools (the bare one-call baseline); reader: KB `search` (one search, one call).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,11 +20,14 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 
-from agentdistill.agents.codeact import build_codeact_graph
+from agentdistill.agents.codeact import FirstThought, SAGConfig, build_codeact_graph
+from agentdistill.agents.common import load_prompt
+from agentdistill.agents.cot import build_cot_graph
 from agentdistill.agents.lag import build_lag_graph
 from agentdistill.agents.react import build_react_graph
+from agentdistill.agents.reader import build_reader_graph
 from agentdistill.agents.recbot import build_recbot_graph
-from agentdistill.errors import AgentDistillError
+from agentdistill.errors import AgentDistillError, ConfigError
 from agentdistill.memory.knowledge import KnowledgeStore
 from agentdistill.models.base import ChatModel, Completion, Message, TokenCallback
 from agentdistill.tools.base import Tool
@@ -31,12 +37,15 @@ from agentdistill.tools.python_sandbox import PythonSandbox, SandboxConfig
 from agentdistill.tools.retrieval import make_lookup_tool, make_search_tool
 from agentdistill.trajectory import Recorder
 
-AGENTS = ("react", "codeact", "lag", "recbot")
+AGENTS = ("react", "codeact", "lag", "recbot", "cot", "reader")
+BASELINES = ("cot", "reader")  # one model call each: what an agent must beat on the same items and model
 BUILDERS: Mapping[str, Callable[..., CompiledStateGraph]] = {
     "react": build_react_graph,
     "codeact": build_codeact_graph,
     "lag": build_lag_graph,
     "recbot": build_recbot_graph,
+    "cot": build_cot_graph,
+    "reader": build_reader_graph,
 }
 
 
@@ -105,6 +114,8 @@ def default_tools(name: str, kb: KnowledgeStore | None, catalog: Catalog | None 
             raise CatalogRequired(name)
         return make_catalog_tools(catalog)
     kb_tools = [] if kb is None else [make_search_tool(kb), make_lookup_tool(kb)]
+    if name == "cot":
+        return []
     if name == "react":
         return [*kb_tools, *make_math_tools()]
     if name == "codeact":
@@ -112,6 +123,61 @@ def default_tools(name: str, kb: KnowledgeStore | None, catalog: Catalog | None 
     if kb is None:
         raise KnowledgeBaseRequired(name)
     return kb_tools[:1]
+
+
+def codeact_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Plain `--option` values for codeact's builder: `ftp=true`, `ftp_model=SPEC`, `ftp_tokens=N` make a
+    FirstThought; `sag_n=N`, `sag_temperature=T` a SAGConfig. Other keys pass through unchanged."""
+    rest = dict(options)
+    ftp = {k: rest.pop(k) for k in ("ftp", "ftp_model", "ftp_tokens") if k in rest}
+    sag = {k: rest.pop(k) for k in ("sag_n", "sag_temperature") if k in rest}
+    if _truthy("ftp", ftp.get("ftp", bool(ftp))):
+        writer = ftp.get("ftp_model")
+        if writer is not None and not isinstance(writer, str):
+            raise ConfigError("ftp_model", writer, "a model spec such as local:qwen2.5-coder-1.5b")
+        from agentdistill.models import make_chat_model
+
+        rest["first_thought"] = FirstThought(
+            model=make_chat_model(writer) if writer else None, max_tokens=int(ftp.get("ftp_tokens", 160))
+        )
+    if sag and int(sag.get("sag_n", 5)) > 1:
+        rest["sag"] = SAGConfig(n=int(sag.get("sag_n", 5)), temperature=float(sag.get("sag_temperature", 0.7)))
+    return rest
+
+
+def _truthy(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("1", "true", "yes", "on"):
+        return True
+    if str(value).lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(name, value, "true or false")
+
+
+def prompt_hash(name: str, options: Mapping[str, Any], prompts_dir: Path | None = None) -> str:
+    """What the teacher was shown, as one short hash: the agent's prompt templates and its options.
+
+    Recorded in every run's meta by `bench run` and `distill`, and in a dataset's version, so data collected
+    with other prompts is never mixed in silently.
+    """
+    from importlib import resources
+
+    prefix = {"reader": "reader"}.get(name, f"{name}_")
+    packaged = resources.files("agentdistill.agents") / "prompts"
+    names = sorted(p.name for p in packaged.iterdir() if p.name.startswith(prefix) and p.name.endswith(".txt"))
+    digest = hashlib.sha256(f"{name}\n{json.dumps(dict(options), sort_keys=True, default=str)}\n".encode())
+    for file in names:
+        text = load_prompt(file.removesuffix(".txt"), prompts_dir)
+        digest.update(f"{file}\n{text}\n".encode())
+    return digest.hexdigest()[:12]
+
+
+def metric_options(name: str, metric: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """`options` plus what follows from the suite's metric: cot words its prompt for math or short answers."""
+    if name == "cot" and "task" not in options:
+        return {**options, "task": "math" if metric == "math" else "qa"}
+    return dict(options)
 
 
 def check_agent(name: str) -> str:
@@ -157,5 +223,8 @@ def build_agent(
         options = {**options, "catalog": catalog}
     if name == "codeact":
         # sympy is importable in any sandbox; importing it up front saves each first cell ~1 s.
-        options = {**options, "sandbox": sandbox or PythonSandbox(SandboxConfig(), preamble="import sympy")}
+        options = {
+            **codeact_options(options),
+            "sandbox": sandbox or PythonSandbox(SandboxConfig(), preamble="import sympy"),
+        }
     return BUILDERS[name](model, chosen, **common, **options)

@@ -75,6 +75,7 @@ class RunnerConfig:
     item_timeout_s: float = 600.0  # wall budget per item; checked before each model call and by the main thread
     progress: bool | None = None  # tqdm bar on stderr; None = only when stderr is a terminal
     seed: int = 0  # the run's seed, as recorded in its RunSpec (item sampling happens before the runner)
+    run_meta: Mapping[str, Any] = field(default_factory=dict)  # added to every run's meta (e.g. prompt_hash)
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -231,7 +232,7 @@ def run_benchmark(
 
     def work(slot: _Slot) -> ItemResult | None:
         slot.started = time.monotonic()
-        meta = {"bench_run": str(run_dir.path), "suite": spec.suite, "item_id": slot.item.id}
+        meta = {**config.run_meta, "bench_run": str(run_dir.path), "suite": spec.suite, "item_id": slot.item.id}
         slot.recorder = _ItemRecorder(store, agent=spec.agent, meta=meta, slot=slot)
         return _run_item(slot, make_graph(slot.recorder), store, metric, episode, model_spec, prices)
 

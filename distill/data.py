@@ -63,6 +63,18 @@ class EmptySelection(AgentDistillError):
         self.considered, self.dropped = considered, dict(dropped)
 
 
+class MixedDataset(AgentDistillError):
+    """The selected runs come from several teachers or prompts; training on them together is never silent."""
+
+    def __init__(self, what: str, values: Sequence[str]) -> None:
+        counts = ", ".join(values)
+        super().__init__(
+            f"the selected runs mix {len(values)} {what}: {counts}. Pick one with --model SPEC (and runs collected"
+            " with one prompt, e.g. one --suite), or pass --allow-mixed to train on all of them knowingly."
+        )
+        self.what, self.values = what, list(values)
+
+
 class TemplateError(AgentDistillError):
     """The student's chat template does not render a conversation prefix-consistently."""
 
@@ -81,6 +93,8 @@ class SelectConfig:
     keep_recovered_errors: bool = True  # keep runs with tool/execution errors the run went on to recover from
     roles: tuple[str, ...] = ()  # model roles whose calls become examples; () = the agent's (agent_roles)
     limit: int | None = None  # keep at most this many runs (oldest first)
+    allow_mixed: bool = False  # allow runs of several teachers or prompt versions in one dataset
+    prompt_hash: str | None = None  # keep only runs recorded with this prompt hash (factory.prompt_hash)
 
     def __post_init__(self) -> None:
         if not self.agent:
@@ -161,6 +175,7 @@ class DatasetInfo:
     negative_runs: int | None = None  # failed runs used as negatives (None: negatives not asked for)
     negatives: int | None = None  # negative examples written
     negatives_in_val: int = 0  # negative examples dropped because their question is in val (no leakage)
+    version: dict[str, Any] = field(default_factory=dict)  # teachers, prompt hashes, data sha256, filters
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "out_dir": str(self.out_dir)}
@@ -209,6 +224,8 @@ def _model_matches(run: Run, config: SelectConfig) -> bool:
 def _run_reason(run: Run, config: SelectConfig) -> str | None:
     if not _model_matches(run, config):
         return "model"
+    if config.prompt_hash is not None and run.meta.get("prompt_hash") != config.prompt_hash:
+        return "prompt"
     if run.status == "running":
         return "unfinished"
     if run.status == "max_steps" and config.drop_max_steps:
@@ -246,6 +263,7 @@ def reason_label(reason: str, config: SelectConfig) -> str:
         if config.min_score is not None else "min_score", "unscored": "no score (score them with a benchmark)",
         "parse_error": "parse errors", "recovered_error": "in-run tool/execution errors",
         "no_model_steps": f"no {'/'.join(config.roles)} model calls", "limit": f"limit={config.limit}",
+        "prompt": f"prompt_hash={config.prompt_hash} (collected with other prompts)",
     }  # fmt: skip
     return labels.get(reason, reason)
 
@@ -504,6 +522,7 @@ def build_dataset(
     """
     out_dir = Path(out_dir)
     selection = select_runs(store, select)
+    check_unmixed(selection.runs, select)
     examples, duplicates = dedupe(examples_from_runs(selection.runs, roles=select.roles))
     train, val = split_by_question(examples, val_fraction, seed)
     save_examples(out_dir / "train.jsonl", train)
@@ -519,12 +538,78 @@ def build_dataset(
         save_examples(out_dir / "negatives.jsonl", kept)
     elif (out_dir / "info.json").is_file():
         (out_dir / "negatives.jsonl").unlink(missing_ok=True)  # a stale file from an earlier build would mislead
+    version = dataset_version(selection.runs, select, out_dir)
     info = DatasetInfo(
         out_dir=out_dir, considered=selection.considered, runs=len(selection.runs), dropped=selection.dropped,
         examples=len(examples), duplicates=duplicates, train=len(train), val=len(val), negative_runs=negative_runs,
-        negatives=neg_count, negatives_in_val=in_val,
+        negatives=neg_count, negatives_in_val=in_val, version=version,
     )  # fmt: skip
+    export_hf(out_dir, train, val)
     with atomic_write(out_dir / "info.json") as out:
         json.dump({**info.to_dict(), "select": asdict(select), "val_fraction": val_fraction, "seed": seed}, out,
                   indent=2)  # fmt: skip
     return info
+
+
+# -- versioning ---------------------------------------------------------------------------------------------------
+def teachers_of(runs: Sequence[Run], roles: Sequence[str]) -> list[str]:
+    """The model specs behind the trained roles of `runs`, with their run counts, most used first."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        for spec in {run.models[r] for r in roles if r in run.models}:
+            counts[spec] = counts.get(spec, 0) + 1
+    return [spec for spec, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+def prompt_hashes_of(runs: Sequence[Run]) -> list[str]:
+    """The prompt hashes `bench run`/`distill` recorded in the runs' meta ("unrecorded" for older runs)."""
+    return sorted({str(run.meta.get("prompt_hash") or "unrecorded") for run in runs})
+
+
+def check_unmixed(runs: Sequence[Run], select: SelectConfig) -> None:
+    """MixedDataset unless the runs share one teacher and one prompt version (or mixing is allowed)."""
+    if select.allow_mixed:
+        return
+    teachers = teachers_of(runs, select.roles)
+    if len(teachers) > 1:
+        raise MixedDataset("teachers", teachers)
+    prompts = [h for h in prompt_hashes_of(runs) if h != "unrecorded"]
+    if len(prompts) > 1:
+        raise MixedDataset("prompt versions", [f"prompt_hash {h}" for h in prompts])
+
+
+def dataset_version(runs: Sequence[Run], select: SelectConfig, out_dir: Path) -> dict[str, Any]:
+    """What identifies a dataset: its files' sha256, the teacher(s), the prompt hash(es) and the filters."""
+    digest = hashlib.sha256()
+    for name in ("train.jsonl", "val.jsonl", "negatives.jsonl"):
+        path = out_dir / name
+        if path.is_file():
+            digest.update(name.encode() + b"\n" + path.read_bytes())
+    return {
+        "data_sha256": digest.hexdigest(),
+        "teachers": teachers_of(runs, select.roles),
+        "prompt_hashes": prompt_hashes_of(runs),
+        "filters": json.loads(json.dumps(asdict(select))),  # tuples as lists, as info.json has them
+        "run_ids_sha256": hashlib.sha256("\n".join(sorted(r.id for r in runs)).encode()).hexdigest(),
+    }
+
+
+def export_hf(out_dir: Path, train: Sequence[ChatExample], val: Sequence[ChatExample]) -> None:
+    """train/val as a Hugging Face DatasetDict under `out_dir/hf` (`datasets.load_from_disk`)."""
+    import datasets
+    from datasets import DatasetDict
+
+    target = out_dir / "hf"
+    if target.exists():
+        import shutil
+
+        shutil.rmtree(target)
+    parts = {name: to_hf_dataset(rows) for name, rows in (("train", train), ("validation", val)) if rows}
+    if parts:
+        was_on = datasets.is_progress_bar_enabled()
+        datasets.disable_progress_bars()  # seconds of work: a bar would only clutter --json output
+        try:
+            DatasetDict(parts).save_to_disk(str(target))
+        finally:
+            if was_on:
+                datasets.enable_progress_bars()

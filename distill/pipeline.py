@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from agentdistill.agents.factory import build_agent, check_agent
+from agentdistill.agents.factory import build_agent, check_agent, metric_options, prompt_hash
 from agentdistill.benchmarks.items import Item
 from agentdistill.benchmarks.metrics import METRICS
 from agentdistill.benchmarks.report import compare_runs
@@ -166,6 +166,7 @@ class Pipeline:
         self.train_items, self.eval_items = split_items(
             self.suite, settings.data_dir, plan.train_limit, plan.eval_limit, catalog=self.catalog
         )
+        self.prompt_hash = prompt_hash(plan.agent, metric_options(plan.agent, self.suite.metric, plan.options))
 
     # stages ------------------------------------------------------------------------------------------
 
@@ -177,11 +178,15 @@ class Pipeline:
         info = self.out / "data" / "info.json"
         if not info.exists():
             with TrajectoryStore.open(self.settings.trajectories_path) as store:
-                # every model role of the agent (recbot: parser, planner, responder) becomes examples
+                # every model role of the agent (recbot: parser, planner, responder) becomes examples; runs
+                # recorded with other prompts (an earlier collection before a prompt change) are left out
                 select = SelectConfig(agent=self.plan.agent, model=self.plan.teacher, suite=f"{self.suite.name}:train",
-                                      drop_parse_errors=not self.plan.keep_parse_errors)  # fmt: skip
+                                      drop_parse_errors=not self.plan.keep_parse_errors,
+                                      prompt_hash=self.prompt_hash)  # fmt: skip
                 build_dataset(store, select, self.out / "data", negatives=self.plan.method == "redi")
-        return json.loads(info.read_text(encoding="utf-8"))
+        data = json.loads(info.read_text(encoding="utf-8"))
+        check_dataset(data, teacher=self.plan.teacher, prompt_hash=self.prompt_hash, path=info)
+        return data
 
     def train_student(self) -> Path:
         """Train, then save adapter + merged dir; returns the merged student dir."""
@@ -302,11 +307,14 @@ class Pipeline:
             kb, metric = self._kb(), METRICS[self.suite.metric]
             sandbox = PythonSandbox(SandboxConfig(), preamble="import sympy") if self.plan.agent == "codeact" else None
 
+            graph_opts = metric_options(self.plan.agent, self.suite.metric, self.plan.options)
+
             def make_graph(recorder: Recorder) -> Any:
                 return build_agent(self.plan.agent, model, kb=kb, recorder=recorder, max_steps=self.plan.max_steps,
-                                   sandbox=sandbox, **self.plan.options)  # fmt: skip
+                                   sandbox=sandbox, **graph_opts)  # fmt: skip
 
-        config = RunnerConfig(concurrency=in_flight, item_timeout_s=self.plan.item_timeout_s)
+        config = RunnerConfig(concurrency=in_flight, item_timeout_s=self.plan.item_timeout_s,
+                              run_meta={"prompt_hash": self.prompt_hash})  # fmt: skip
         with TrajectoryStore.open(self.settings.trajectories_path) as store:
             return run_benchmark(run_dir, items, make_graph=make_graph, store=store, metric=metric, episode=episode,
                                  config=config, model_spec=model_spec, prices=self.settings.prices)  # fmt: skip
@@ -322,6 +330,28 @@ class Pipeline:
         # Train and eval runs search the same KB, pooled over both slices, as one suite's KB would be.
         pooled = [*self.train_items, *self.eval_items]
         return suite_kb(self.suite, pooled, self.settings.kb_root, embedder=self.plan.embedder, device=self.device)
+
+
+class DatasetMismatch(AgentDistillError):
+    """A dataset built from another teacher's runs, or with other prompts, than the plan asks for."""
+
+
+def check_dataset(info: Mapping[str, Any], *, teacher: str, prompt_hash: str, path: Path) -> None:
+    """DatasetMismatch naming both values when `info`'s version is not this plan's teacher and prompts."""
+    version = info.get("version") or {}
+    teachers = list(version.get("teachers") or [])
+    if teachers and teachers != [teacher]:
+        raise DatasetMismatch(
+            f"{path} was built from runs of {', '.join(teachers)}, but the plan's teacher is {teacher}: delete"
+            f" {path.parent} to rebuild it from {teacher}'s runs, or pass --teacher {teachers[0]}."
+        )
+    hashes = [h for h in version.get("prompt_hashes") or [] if h != "unrecorded"]
+    if hashes and hashes != [prompt_hash]:
+        raise DatasetMismatch(
+            f"{path} was built from runs with prompt_hash {', '.join(hashes)}, but the plan's prompts hash to"
+            f" {prompt_hash} (the agent's templates or --option values changed): delete {path.parent} to rebuild"
+            " it, and collect again with these prompts."
+        )
 
 
 def _batches(model: ChatModel) -> bool:

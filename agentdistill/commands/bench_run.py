@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from agentdistill.agents.factory import AGENTS, build_agent, check_agent
+from agentdistill.agents.factory import AGENTS, build_agent, check_agent, metric_options, prompt_hash
 from agentdistill.benchmarks.items import Item
 from agentdistill.benchmarks.metrics import METRICS
 from agentdistill.benchmarks.results import RunDir, RunSpec
@@ -147,13 +147,16 @@ def _run(
 
         agent_opts, episode = rec_episode(suite.episode, catalog, agent_opts, user_model)
 
+    graph_opts = metric_options(agent, suite.metric, agent_opts)
+
     def make_graph(recorder: Recorder) -> Any:
         if catalog is not None:
             return session_graph(model, recorder, catalog, agent_opts)
         return build_agent(agent, model, kb=kb, recorder=recorder, max_steps=spec.max_steps, sandbox=sandbox,
-                           **agent_opts)  # fmt: skip
+                           **graph_opts)  # fmt: skip
 
-    runner = RunnerConfig(concurrency=concurrency, item_timeout_s=item_timeout, progress=None, seed=spec.seed)
+    runner = RunnerConfig(concurrency=concurrency, item_timeout_s=item_timeout, progress=None, seed=spec.seed,
+                          run_meta={"prompt_hash": prompt_hash(agent, graph_opts)})  # fmt: skip
     metric = METRICS[suite.metric] if episode is None else None
     with TrajectoryStore.open(config.trajectories_path) as store:
         try:

@@ -25,21 +25,27 @@ from agentdistill.commands.common import emit_json, json_option, settings, table
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the train/val split.")
 @click.option("--limit", type=click.IntRange(1), help="Use at most this many runs (oldest first).")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Dataset directory.")
+@click.option("--prompt-hash", help="Only runs recorded with this prompt hash (see a run's meta).")
+@click.option("--allow-mixed", is_flag=True, help="Allow runs of several teachers or prompt versions in one dataset.")
 @json_option
 @click.pass_context
 def dataset(
     ctx: click.Context, agent: str, model: str | None, suite: str | None, min_score: float, negatives: bool,
-    val_fraction: float, keep_parse_errors: bool, seed: int, limit: int | None, out: Path, as_json: bool,
+    val_fraction: float, keep_parse_errors: bool, seed: int, limit: int | None, out: Path, prompt_hash: str | None,
+    allow_mixed: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Select correct runs (no parse errors, no step overflow), convert them to chat examples, split by question.
 
-    Writes OUT/train.jsonl, val.jsonl, negatives.jsonl (with --negatives) and info.json.
+    Writes OUT/train.jsonl, val.jsonl, negatives.jsonl (with --negatives), OUT/hf (a Hugging Face DatasetDict)
+    and info.json, whose `version` names the teacher, the prompt hash, the filters and the data's sha256. Runs of
+    two teachers or two prompt versions are refused unless --allow-mixed.
     """
     from agentdistill.distill.data import SelectConfig, build_dataset, reason_label
     from agentdistill.memory.trajectories import TrajectoryStore
 
     select = SelectConfig(agent=agent, model=model, suite=suite, min_score=min_score, limit=limit,
-                          drop_parse_errors=not keep_parse_errors)  # fmt: skip
+                          drop_parse_errors=not keep_parse_errors, prompt_hash=prompt_hash,
+                          allow_mixed=allow_mixed)  # fmt: skip
     with TrajectoryStore.open(settings(ctx).trajectories_path) as store:
         info = build_dataset(store, select, out, val_fraction=val_fraction, seed=seed, negatives=negatives)
     if as_json:
@@ -49,6 +55,8 @@ def dataset(
     rows += [(f"  dropped: {reason_label(reason, select)}", n) for reason, n in info.dropped.items()]
     rows += [("runs selected", info.runs), ("examples", info.examples), ("duplicates removed", info.duplicates),
              ("train examples", info.train), ("val examples", info.val)]  # fmt: skip
+    rows += [("teacher", ", ".join(info.version.get("teachers", []))),
+             ("data sha256", info.version.get("data_sha256", "")[:16])]  # fmt: skip
     if info.negatives is not None:
         rows += [("negative runs", info.negative_runs), ("negative examples", info.negatives),
                  ("negatives left out (question in val)", info.negatives_in_val)]  # fmt: skip

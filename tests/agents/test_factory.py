@@ -34,8 +34,8 @@ def store(home: Path) -> TrajectoryStore:
 
 
 def test_unknown_agent_lists_the_valid_ones() -> None:
-    assert AGENTS == ("react", "codeact", "lag", "recbot")
-    with pytest.raises(UnknownAgent, match="unknown agent 'reactt': choose one of react, codeact, lag, recbot"):
+    assert AGENTS == ("react", "codeact", "lag", "recbot", "cot", "reader")
+    with pytest.raises(UnknownAgent, match="unknown agent 'reactt': choose one of react, codeact, lag, recbot, cot"):
         build_agent("reactt", ScriptedModel([]), kb=None, recorder=None)
 
 
