@@ -126,10 +126,11 @@ def default_tools(name: str, kb: KnowledgeStore | None, catalog: Catalog | None 
 
 
 def codeact_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """Plain `--option` values for codeact's builder: `ftp=true`, `ftp_model=SPEC`, `ftp_tokens=N` make a
-    FirstThought; `sag_n=N`, `sag_temperature=T` a SAGConfig. Other keys pass through unchanged."""
+    """Plain `--option` values for codeact's builder: `ftp=true`, `ftp_model=SPEC`, `ftp_tokens=N`,
+    `ftp_prompt=NAME` (a template in the prompts dir, e.g. codeact_first_thought_solve) make a FirstThought;
+    `sag_n=N`, `sag_temperature=T` a SAGConfig. Other keys pass through unchanged."""
     rest = dict(options)
-    ftp = {k: rest.pop(k) for k in ("ftp", "ftp_model", "ftp_tokens") if k in rest}
+    ftp = {k: rest.pop(k) for k in ("ftp", "ftp_model", "ftp_tokens", "ftp_prompt") if k in rest}
     sag = {k: rest.pop(k) for k in ("sag_n", "sag_temperature") if k in rest}
     if _truthy("ftp", ftp.get("ftp", bool(ftp))):
         writer = ftp.get("ftp_model")
@@ -137,8 +138,11 @@ def codeact_options(options: Mapping[str, Any]) -> dict[str, Any]:
             raise ConfigError("ftp_model", writer, "a model spec such as local:qwen2.5-coder-1.5b")
         from agentdistill.models import make_chat_model
 
+        template = load_prompt(str(ftp["ftp_prompt"]), rest.get("prompts_dir")) if "ftp_prompt" in ftp else None
         rest["first_thought"] = FirstThought(
-            model=make_chat_model(writer) if writer else None, max_tokens=int(ftp.get("ftp_tokens", 160))
+            model=make_chat_model(writer) if writer else None,
+            prompt=template,
+            max_tokens=int(ftp.get("ftp_tokens", 160)),
         )
     if sag and int(sag.get("sag_n", 5)) > 1:
         rest["sag"] = SAGConfig(n=int(sag.get("sag_n", 5)), temperature=float(sag.get("sag_temperature", 0.7)))

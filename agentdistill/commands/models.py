@@ -28,20 +28,29 @@ def models() -> None:
 @json_option
 def list_models(as_json: bool) -> None:
     """List spec prefixes and packaged models with their install state."""
-    from agentdistill.models.packaged import is_installed, packaged_models
+    from agentdistill.models.packaged import find_packaged, is_installed, packaged_models
 
     rows = []
     for pm in packaged_models():
         ok, why = is_installed(pm)
         rows.append({"spec": f"local:{pm.name}", "role": pm.role, "installed": ok, "note": why or pm.license})
+    from agentdistill.models.students import packaged_students
+
+    students = []
+    for card in packaged_students():
+        ok, why_not = is_installed(find_packaged(card.base.partition(":")[2]))
+        summary = ", ".join(f"{k} {v}" for k, v in card.scores.items() if not isinstance(v, dict))
+        students.append({"spec": card.spec, "role": f"distilled {card.agent} student", "installed": ok,
+                         "note": why_not or f"{card.base} + LoRA from {card.teacher}; {summary}"})  # fmt: skip
     runs_on, why = local_backend()
     if as_json:
-        emit_json({"backends": backend_names(), "local_backend": runs_on, "gguf_unavailable": why, "packaged": rows})
+        emit_json({"backends": backend_names(), "local_backend": runs_on, "gguf_unavailable": why, "packaged": rows,
+                   "students": students})  # fmt: skip
         return
     for name in backend_names():
         click.echo(_SPEC_HELP.get(name, name))
     click.echo(_local_line(runs_on, why))
-    table("packaged models", ["spec", "role", "installed", "note"], [list(r.values()) for r in rows])
+    table("packaged models", ["spec", "role", "installed", "note"], [list(r.values()) for r in rows + students])
 
 
 @models.command(name="info")

@@ -85,6 +85,12 @@ def _hf(rest: str, options: ModelOptions) -> ChatModel:
 
 
 def _student(rest: str, options: ModelOptions) -> ChatModel:
+    from pathlib import Path
+
+    if not Path(rest).expanduser().exists() and "/" not in rest:  # a shipped student by name
+        from agentdistill.models.students import load_student
+
+        return load_student(rest, options)
     model = _hf(rest, options)
     spec = f"student:{rest}"
     return model if model.spec == spec else model.renamed(spec)  # type: ignore[attr-defined]
@@ -102,7 +108,7 @@ _BACKENDS: Mapping[str, Callable[[str, ModelOptions], ChatModel]] = {
     "gguf": _gguf,
     "transformers": _transformers,  # a packaged model on transformers, whatever `local:` picks
     "hf": _hf,
-    "student": _student,  # a distilled student dir: the hf loader, named for what it is
+    "student": _student,  # a shipped student by name, or a distilled student dir (the hf loader)
     "scripted": _scripted,
 }
 

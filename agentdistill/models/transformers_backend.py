@@ -117,7 +117,7 @@ def _load(base: Path, adapter: Path | None, *, spec: str, device: str, dtype: st
     return TransformersChatModel(model, tokenizer, spec=spec, device=device, dtype=dtype)
 
 
-def _cached_load(directory: Path, options: ModelOptions, *, spec: str) -> TransformersChatModel:
+def cached_load(directory: Path, options: ModelOptions, *, spec: str) -> TransformersChatModel:
     device = resolve_device(options.device)
     dtype = resolve_dtype(options.dtype, device)
     base, adapter = resolve_model_dir(directory, options.adapter)
@@ -133,12 +133,12 @@ def _cached_load(directory: Path, options: ModelOptions, *, spec: str) -> Transf
 def load_packaged_model(name: str, options: ModelOptions) -> TransformersChatModel:
     """`local:NAME`: a packaged GGUF, converted once into the cache dir, then loaded like any HF dir."""
     directory = ensure_hf_dir(find_packaged(name), cache_dir())
-    return _cached_load(directory, options, spec=f"local:{name}")
+    return cached_load(directory, options, spec=f"local:{name}")
 
 
 def load_hf_dir(path: str, options: ModelOptions) -> TransformersChatModel:
     """`hf:DIR`: a saved HF model dir, or a peft adapter dir whose base is a local dir."""
-    return _cached_load(Path(path).expanduser(), options, spec=f"hf:{path}")
+    return cached_load(Path(path).expanduser(), options, spec=f"hf:{path}")
 
 
 __all__ = [
