@@ -92,3 +92,17 @@ def final_answer_text(text: str) -> str:
     if boxed := _BOXED.findall(answer):
         answer = boxed[-1]
     return answer.strip()
+
+
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def has_answer_marker(text: str) -> bool:
+    """Whether `text` marks its answer ("Final Answer:" or \\boxed{})."""
+    return bool(_FINAL.search(text) or _BOXED.search(text))
+
+
+def last_number(text: str) -> str | None:
+    """The last number written in `text` (thousands separators dropped), or None."""
+    found = _NUMBER.findall(text)
+    return found[-1].replace(",", "").rstrip(".") if found else None

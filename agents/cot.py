@@ -16,7 +16,14 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from agentdistill.agents.common import Status, check_question, final_answer_text, load_prompt
+from agentdistill.agents.common import (
+    Status,
+    check_question,
+    final_answer_text,
+    has_answer_marker,
+    last_number,
+    load_prompt,
+)
 from agentdistill.errors import ConfigError
 from agentdistill.models.base import ChatModel, user
 from agentdistill.tools.base import Tool
@@ -61,6 +68,8 @@ def build_cot_graph(
         [reply] = model.generate([user(template.format(question=state["question"]))], stop=STOP,
                                  max_tokens=max_tokens, temperature=0.0)  # fmt: skip
         final = final_answer_text(reply.text)
+        if task == "math" and not has_answer_marker(reply.text):  # no "Final Answer:"/\boxed: the last number
+            final = last_number(reply.text) or final
         recorder.annotate_last(parsed={"answer": final})
         recorder.finish(state["run_id"], status="ok", answer=final)
         return {"reasoning": reply.text, "answer": final, "status": "ok", "error": None}

@@ -92,3 +92,9 @@ def test_codeact_ftp_and_sag_are_plain_cli_options() -> None:
     model = ScriptedModel(["The clips: 48 + 24.", "Thought: add\n```python\nfinal_answer(48 + 24)\n```"])
     out = build_agent("codeact", model, kb=None, recorder=None, ftp=True).invoke({"question": "48 and half as many?"})
     assert out["answer"] == "72" and "Your first thought" in model.history[1][-1]["content"]
+
+
+def test_cot_math_falls_back_to_the_last_number_written() -> None:
+    model = ScriptedModel(["Each sprint is 60 m, 3 sprints 3 times a week: 60 * 9 = 540 meters in all."])
+    out = build_agent("cot", model, kb=None, recorder=None).invoke({"question": "How many meters a week?"})
+    assert out["answer"] == "540"
