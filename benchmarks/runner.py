@@ -240,8 +240,10 @@ def run_benchmark(
         if result.item_id in finished:
             return
         finished.add(result.item_id)
+        per_run = result.meta.get("run_metrics") or {}  # an episode's turn figures, by run
         for run_id in result.meta.get("run_ids") or ([result.run_id] if result.run_id is not None else []):
-            store.set_score(run_id, 1.0 if result.correct else 0.0, result.metrics, suite=spec.suite,
+            metrics = {**result.metrics, **per_run.get(run_id, {})}
+            store.set_score(run_id, 1.0 if result.correct else 0.0, metrics, suite=spec.suite,
                             item_id=result.item_id)  # fmt: skip
         run_dir.append(result)
         progress.add(result)

@@ -95,6 +95,9 @@ class SelectConfig:
     limit: int | None = None  # keep at most this many runs (oldest first)
     allow_mixed: bool = False  # allow runs of several teachers or prompt versions in one dataset
     prompt_hash: str | None = None  # keep only runs recorded with this prompt hash (factory.prompt_hash)
+    # Keep only runs whose stored metric is at least this, e.g. {"turn_parse_accuracy": 1.0}: recbot parses
+    # that match what the simulated user had said (ground truth a teacher can miss and a student can learn).
+    min_metrics: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.agent:
@@ -237,6 +240,10 @@ def _run_reason(run: Run, config: SelectConfig) -> str | None:
             return "unscored"
         if run.score < config.min_score:
             return "min_score"
+    for name, least in config.min_metrics.items():
+        value = run.metrics.get(name)
+        if not isinstance(value, int | float) or value < least:
+            return "min_metrics"
     return None
 
 
@@ -264,6 +271,7 @@ def reason_label(reason: str, config: SelectConfig) -> str:
         "parse_error": "parse errors", "recovered_error": "in-run tool/execution errors",
         "no_model_steps": f"no {'/'.join(config.roles)} model calls", "limit": f"limit={config.limit}",
         "prompt": f"prompt_hash={config.prompt_hash} (collected with other prompts)",
+        "min_metrics": ", ".join(f"{k} >= {v:g}" for k, v in config.min_metrics.items()),
     }  # fmt: skip
     return labels.get(reason, reason)
 

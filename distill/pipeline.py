@@ -104,6 +104,12 @@ class DistillPlan:
     # Keep correct runs that recovered from a malformed reply (the bad turn stays as context, with no loss on it).
     # Off by default, as in Agent Distillation; LAG's 0.5B teacher had 5 of its 7 correct HotpotQA runs dropped so.
     keep_parse_errors: bool = False
+    # Which runs and calls become training data (defaults: correct runs, every model role of the agent). For
+    # recbot's parser alone on ground truth: roles=("parser",), min_score=None,
+    # min_metrics={"turn_parse_accuracy": 1.0}.
+    roles: tuple[str, ...] = ()
+    min_score: float | None = 1.0
+    min_metrics: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_agent(self.agent)
@@ -180,9 +186,11 @@ class Pipeline:
             with TrajectoryStore.open(self.settings.trajectories_path) as store:
                 # every model role of the agent (recbot: parser, planner, responder) becomes examples; runs
                 # recorded with other prompts (an earlier collection before a prompt change) are left out
-                select = SelectConfig(agent=self.plan.agent, model=self.plan.teacher, suite=f"{self.suite.name}:train",
-                                      drop_parse_errors=not self.plan.keep_parse_errors,
-                                      prompt_hash=self.prompt_hash)  # fmt: skip
+                plan = self.plan
+                select = SelectConfig(agent=plan.agent, model=plan.teacher, suite=f"{self.suite.name}:train",
+                                      drop_parse_errors=not plan.keep_parse_errors, prompt_hash=self.prompt_hash,
+                                      roles=tuple(plan.roles), min_score=plan.min_score,
+                                      min_metrics=dict(plan.min_metrics))  # fmt: skip
                 build_dataset(store, select, self.out / "data", negatives=self.plan.method == "redi")
         data = json.loads(info.read_text(encoding="utf-8"))
         check_dataset(data, teacher=self.plan.teacher, prompt_hash=self.prompt_hash, path=info)

@@ -17,7 +17,9 @@ from agentdistill.config import Settings
 from agentdistill.errors import AgentDistillError
 
 # plan.json fields newer than some saved plans, with the value a plan saved without them meant
-ADDED_FIELDS: Mapping[str, Any] = MappingProxyType({"embedder": None, "options": {}, "keep_parse_errors": False})
+ADDED_FIELDS: Mapping[str, Any] = MappingProxyType({"embedder": None, "options": {}, "keep_parse_errors": False,
+                                                    "engine": "auto", "roles": [], "min_score": 1.0,
+                                                    "min_metrics": {}})  # fmt: skip
 # how a run executes, not what it computes: a resumed run may change them
 EXECUTION_FIELDS = ("concurrency", "engine", "item_timeout_s")
 
@@ -56,6 +58,12 @@ def _plan_options(fn: Any) -> Any:
         click.option("--embedder", help="Embedder spec of the suite's KB or item catalog (default: packaged MiniLM)."),
         click.option("--keep-parse-errors", is_flag=True,
                      help="Also train on correct runs that recovered from a malformed reply (no loss on that reply)."),
+        click.option("--roles", help="Comma-separated model roles whose calls become examples (default: all of the "
+                                     "agent's; recbot: parser,planner,responder)."),
+        click.option("--min-score", type=float, default=1.0, show_default=True,
+                     help="Keep runs scored at least this; -1 keeps every score (use with --min-metric)."),
+        click.option("--min-metric", "min_metrics", multiple=True, metavar="NAME=VALUE",
+                     help="Keep runs whose stored metric is at least VALUE, e.g. turn_parse_accuracy=1 (recbot)."),
         click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,
                      help="Items in flight; local models then run on a llama-server engine with this many slots."),
         click.option("--engine", type=click.Choice(["auto", "server", "inproc"]), default="auto", show_default=True,
@@ -91,6 +99,9 @@ def _pipeline(config: Settings, kw: dict[str, Any]) -> Any:
         concurrency=kw["concurrency"], engine=kw["engine"], student_runtime=kw["student_runtime"], train=train,
         embedder=kw["embedder"],
         options=dict(parse_option(o) for o in kw["options"]), keep_parse_errors=kw["keep_parse_errors"],
+        roles=tuple(r.strip() for r in (kw["roles"] or "").split(",") if r.strip()),
+        min_score=None if kw["min_score"] < 0 else kw["min_score"],
+        min_metrics={k: float(v) for k, v in (parse_option(m) for m in kw["min_metrics"])},
     )  # fmt: skip
     out = kw["out"] or config.home / "distill" / f"{plan.agent}-{plan.suite}"
     _check_plan(out, plan)

@@ -85,6 +85,11 @@ class TurnRecord:
     completion_tokens: int
     latency_s: float
 
+    def run_metrics(self) -> dict[str, float]:
+        """This turn's own figures, stored on its run beside the session's (data selection reads them)."""
+        return {"turn_parse_accuracy": round(self.parse_accuracy, 4), "turn_hit": float(self.hit),
+                "turn_stated_violating": float(self.stated_violating)}  # fmt: skip
+
     def brief(self) -> dict[str, Any]:
         """What the results line keeps of the turn (reports print it)."""
         return {
@@ -169,7 +174,8 @@ class EpisodeResult:
             tool_calls=sum(t.tool_calls for t in self.turns),
             prompt_tokens=sum(t.prompt_tokens for t in self.turns),
             completion_tokens=sum(t.completion_tokens for t in self.turns), latency_s=self.latency_s,
-            error=self.error, meta={"transcript": [t.brief() for t in self.turns]},
+            error=self.error, meta={"transcript": [t.brief() for t in self.turns],
+                                    "run_metrics": {t.run_id: t.run_metrics() for t in self.turns}},
         )  # fmt: skip
 
 

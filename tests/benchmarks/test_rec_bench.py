@@ -55,6 +55,8 @@ def test_rec_netflix_runs_sessions_resumes_and_reports(home: Path) -> None:
     with TrajectoryStore.open(home / "trajectories.db") as store:
         scored = [run for run in store.runs(suite="rec-netflix") if run.score is not None]
         assert len(scored) >= turns and {run.agent for run in scored} == {"recbot"}  # every turn's run is scored
+        # each turn's run also carries its own parse accuracy, which parser distillation selects on
+        assert all(0.0 <= run.metrics["turn_parse_accuracy"] <= 1.0 for run in scored)
 
     made = invoke(home, report, [str(run_dir)])
     assert made.exit_code == 0, made.output

@@ -84,3 +84,14 @@ def test_the_prompt_hash_follows_templates_and_options(tmp_path: Path) -> None:
     assert prompt_hash("codeact", {}) != prompt_hash("codeact", {"ftp": True})
     (tmp_path / "codeact_system.txt").write_text("a different system prompt {tools} {question}")
     assert prompt_hash("codeact", {}, tmp_path) != prompt_hash("codeact", {})
+
+
+def test_min_metrics_keeps_only_runs_whose_stored_metric_is_high_enough(store: TrajectoryStore, tmp_path: Path) -> None:
+    record(store, "Parse one?", teacher="scripted:big", prompts="p1")
+    record(store, "Parse two?", teacher="scripted:big", prompts="p1")
+    first, second = (r.id for r in store.runs(agent="react"))
+    store.set_score(first, 0.0, {"turn_parse_accuracy": 1.0}, suite="toy")  # session missed, parse was right
+    store.set_score(second, 1.0, {"turn_parse_accuracy": 0.5}, suite="toy")
+    select = SelectConfig(agent="react", min_score=None, min_metrics={"turn_parse_accuracy": 1.0})
+    info = build_dataset(store, select, tmp_path / "parses")
+    assert info.runs == 1 and info.dropped.get("min_metrics") == 1
