@@ -48,6 +48,7 @@ class CodeActState(TypedDict, total=False):
     status: Status
     error: str | None  # why the turn ended without an answer (max_steps), for the caller to show
     history: list[list[str]]  # [question, answer] of earlier turns on this thread (kept by the checkpointer)
+    stuck: bool  # the last step failed to parse or repeated a cell: the next one is sampled, not greedy
 
 
 def build_codeact_graph(
@@ -62,12 +63,15 @@ def build_codeact_graph(
     max_tokens: int = 384,
     first_thought: FirstThought | None = None,
     sag: SAGConfig | None = None,
+    resample_temperature: float = 0.0,
 ) -> CompiledStateGraph:
     """Teacher or student, the graph is identical: the model is an argument, never looked up.
 
     Sessions come from a sandbox with `sandbox`'s config and preamble whose host tools are `sandbox.tools`
     plus `tools`. With a checkpointer, each `invoke({"question": q}, config={"configurable": {"thread_id":
     t}})` is a new turn (a new recorded run, a fresh session) that sees the thread's earlier Q and A.
+    With `resample_temperature` > 0, a step after an unparsable reply or a repeated cell is sampled at
+    that temperature instead of greedily: greedy decoding would write the same reply again.
     """
     if max_steps < 1:
         raise ConfigError("max_steps", max_steps, "a positive number of model calls per question")
@@ -87,7 +91,7 @@ def build_codeact_graph(
         messages = cp.codeact_messages(question, host_tools, history=history, prompts_dir=prompts_dir)
         return {
             "question": question, "run_id": run_id, "messages": messages, "steps": 0, "first_thought": "",
-            "pending": [], "cells": [], "answer": None, "status": "running", "error": None,
+            "pending": [], "cells": [], "answer": None, "status": "running", "error": None, "stuck": False,
         }  # fmt: skip
 
     def ftp(state: CodeActState) -> dict[str, Any]:
@@ -106,14 +110,19 @@ def build_codeact_graph(
 
     def think(state: CodeActState) -> dict[str, Any]:
         n, temperature = (sag.n, sag.temperature) if sag else (1, 0.0)
-        replies = model.generate(state["messages"], stop=STOP, max_tokens=max_tokens, temperature=temperature, n=n)
+        seed = None
+        if state.get("stuck") and resample_temperature > 0 and not sag:
+            temperature, seed = resample_temperature, state["steps"]  # seeded: a rerun samples the same
+        replies = model.generate(
+            state["messages"], stop=STOP, max_tokens=max_tokens, temperature=temperature, n=n, seed=seed
+        )
         return {"pending": [[c.text, c.finish_reason == "length"] for c in replies], "steps": state["steps"] + 1}
 
     def act(state: CodeActState) -> dict[str, Any]:
         prefix = state["first_thought"] if state["steps"] == 1 else ""
         actions = [cp.parse_code_action(text, cut_off=cut) for text, cut in state["pending"]]
         parsed = [(i, a) for i, a in enumerate(actions) if isinstance(a, cp.CodeAction)]
-        update: dict[str, Any] = {"pending": []}
+        update: dict[str, Any] = {"pending": [], "stuck": not parsed}
         if not parsed:
             fault = actions[0]
             assert isinstance(fault, cp.ParseFault)
@@ -136,6 +145,7 @@ def build_codeact_graph(
                 recorder.tool(name, args, text, error=error)
             final = cp.final_text(result)
             repeated = action.code in state["cells"]
+            update["stuck"] = repeated
             observation = cp.render_observation(result.stdout, result.error, final, repeated=repeated)
             error = StepError("execution_error", result.error) if result.error else None
             recorder.tool("python", {"code": action.code}, observation, error=error)

@@ -128,7 +128,8 @@ def default_tools(name: str, kb: KnowledgeStore | None, catalog: Catalog | None 
 def codeact_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """Plain `--option` values for codeact's builder: `ftp=true`, `ftp_model=SPEC`, `ftp_tokens=N`,
     `ftp_prompt=NAME` (a template in the prompts dir, e.g. codeact_first_thought_solve) make a FirstThought;
-    `sag_n=N`, `sag_temperature=T` a SAGConfig. Other keys pass through unchanged."""
+    `sag_n=N`, `sag_temperature=T` a SAGConfig; `resample=true` samples at 0.7 (or `resample_temperature=T`)
+    after an unparsable reply or a repeated cell. Other keys pass through unchanged."""
     rest = dict(options)
     ftp = {k: rest.pop(k) for k in ("ftp", "ftp_model", "ftp_tokens", "ftp_prompt") if k in rest}
     sag = {k: rest.pop(k) for k in ("sag_n", "sag_temperature") if k in rest}
@@ -144,6 +145,8 @@ def codeact_options(options: Mapping[str, Any]) -> dict[str, Any]:
             prompt=template,
             max_tokens=int(ftp.get("ftp_tokens", 160)),
         )
+    if "resample" in rest:
+        rest["resample_temperature"] = 0.7 if _truthy("resample", rest.pop("resample")) else 0.0
     if sag and int(sag.get("sag_n", 5)) > 1:
         rest["sag"] = SAGConfig(n=int(sag.get("sag_n", 5)), temperature=float(sag.get("sag_temperature", 0.7)))
     return rest

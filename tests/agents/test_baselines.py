@@ -98,3 +98,14 @@ def test_cot_math_falls_back_to_the_last_number_written() -> None:
     model = ScriptedModel(["Each sprint is 60 m, 3 sprints 3 times a week: 60 * 9 = 540 meters in all."])
     out = build_agent("cot", model, kb=None, recorder=None).invoke({"question": "How many meters a week?"})
     assert out["answer"] == "540"
+
+
+def test_codeact_resamples_after_an_unparsable_reply_when_asked() -> None:
+    replies = ["Thought: the answer is 5.", "Thought: add\n```python\nfinal_answer(2 + 3)\n```"]
+    model = ScriptedModel(replies)
+    out = build_agent("codeact", model, kb=None, recorder=None, resample=True).invoke({"question": "2 + 3?"})
+    assert out["answer"] == "5"
+    assert [c["temperature"] for c in model.calls] == [0.0, 0.7]  # greedy, then sampled after the parse error
+    greedy = ScriptedModel(replies)
+    build_agent("codeact", greedy, kb=None, recorder=None).invoke({"question": "2 + 3?"})
+    assert [c["temperature"] for c in greedy.calls] == [0.0, 0.0]
