@@ -92,6 +92,7 @@ class DistillPlan:
     max_steps: int | None = None  # agent model calls per item (agent default when None)
     concurrency: int = 4  # items in flight during collection and eval (local models: slots of a llama-server)
     engine: Literal["auto", "server", "inproc"] = "auto"  # how local:/gguf: models run (models/engine_model.py)
+    engine_slots: int | None = None  # the engine's slots (default: concurrency)
     # How the trained student is evaluated: gguf = exported to an f16 GGUF and run on llama.cpp (6-9x faster on
     # CPU, same greedy tokens); transformers = the merged HF dir; auto = gguf when llama-cpp-python imports.
     student_runtime: Literal["auto", "gguf", "transformers"] = "auto"
@@ -296,7 +297,8 @@ class Pipeline:
         else:
             run_dir = RunDir.create(path, spec)
         with open_model(model_spec, self.settings.model_options(), concurrency=self.plan.concurrency,
-                        engine=self.plan.engine, home=self.settings.home, say=self.say) as model:  # fmt: skip
+                        engine=self.plan.engine, home=self.settings.home, say=self.say,
+                        slots=self.plan.engine_slots) as model:  # fmt: skip
             in_flight = self.plan.concurrency if _batches(model) else 1
             return self._bench_with(model, run_dir, model_spec, items, in_flight)
 

@@ -90,6 +90,11 @@ class ResumeMismatch(AgentDistillError):
 @click.option("--engine", "engine_mode", type=click.Choice(ENGINE_MODES), default="auto", show_default=True,
               help="local:/gguf: models: auto = a llama-server engine with --concurrency slots when that is > 1; "
                    "server = always; inproc = in this process.")  # fmt: skip
+@click.option(
+    "--engine-slots",
+    type=click.IntRange(min=1),
+    help="Slots of the engine (default: --concurrency); fewer slots than items in flight keep them busy.",
+)
 @click.option("--label", help="Name shown for this run in reports (default: agent/model).")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Benchmark data root (config).")
 @json_option
@@ -99,7 +104,8 @@ def run(
     agent: str | None, model_spec: str | None, limit: int | None, seed: int | None, concurrency: int,
     item_timeout: float, max_steps: int | None, kb_name: str | None, embedder: str | None,
     agent_options: tuple[str, ...], run_dir: Path | None,
-    resume: bool, engine_mode: str, label: str | None, data_dir: Path | None, as_json: bool,
+    resume: bool, engine_mode: str, engine_slots: int | None, label: str | None, data_dir: Path | None,
+    as_json: bool,
 ) -> None:  # fmt: skip
     """Run an agent on a benchmark suite; results land in a run directory that `bench report` reads."""
     config = settings(ctx)
@@ -124,7 +130,7 @@ def run(
     with contextlib.ExitStack() as stack:
         model = stack.enter_context(
             open_model(spec.model, config.model_options(), concurrency=concurrency, engine=engine_mode,  # type: ignore[arg-type]
-                       home=config.home, say=lambda m: click.echo(f"agentdistill: {m}", err=True))
+                       home=config.home, say=lambda m: click.echo(f"agentdistill: {m}", err=True), slots=engine_slots)
         )  # fmt: skip
         _run(ctx, config, suite, spec, stored, run_dir, items, kb, catalog, model, agent, concurrency, item_timeout,
              as_json)  # fmt: skip

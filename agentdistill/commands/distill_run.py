@@ -21,7 +21,7 @@ ADDED_FIELDS: Mapping[str, Any] = MappingProxyType({"embedder": None, "options":
                                                     "engine": "auto", "roles": [], "min_score": 1.0,
                                                     "min_metrics": {}})  # fmt: skip
 # how a run executes, not what it computes: a resumed run may change them
-EXECUTION_FIELDS = ("concurrency", "engine", "item_timeout_s")
+EXECUTION_FIELDS = ("concurrency", "engine", "engine_slots", "item_timeout_s")
 
 
 class PlanMismatch(AgentDistillError):
@@ -68,6 +68,7 @@ def _plan_options(fn: Any) -> Any:
                      help="Items in flight; local models then run on a llama-server engine with this many slots."),
         click.option("--engine", type=click.Choice(["auto", "server", "inproc"]), default="auto", show_default=True,
                      help="local:/gguf: models: auto = llama-server when --concurrency > 1 and it is built."),
+        click.option("--engine-slots", type=click.IntRange(min=1), help="Engine slots (default: --concurrency)."),
         click.option("--student-runtime", type=click.Choice(["auto", "gguf", "transformers"]), default="auto",
                      show_default=True, help="Evaluate the trained student on llama.cpp (exported f16 GGUF) or HF."),
         click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Benchmark data root."),
@@ -96,7 +97,8 @@ def _pipeline(config: Settings, kw: dict[str, Any]) -> Any:
         agent=kw["agent"], suite=kw["suite"], teacher=kw["teacher"] or config.model,
         student=kw["student"] or config.student, train_limit=kw["train_limit"], eval_limit=kw["eval_limit"],
         method=kw["method"], kd_teacher=kw["kd_teacher"], kd_kind=kw["kd_kind"], max_steps=kw["max_steps"],
-        concurrency=kw["concurrency"], engine=kw["engine"], student_runtime=kw["student_runtime"], train=train,
+        concurrency=kw["concurrency"], engine=kw["engine"], engine_slots=kw["engine_slots"],
+        student_runtime=kw["student_runtime"], train=train,
         embedder=kw["embedder"],
         options=dict(parse_option(o) for o in kw["options"]), keep_parse_errors=kw["keep_parse_errors"],
         roles=tuple(r.strip() for r in (kw["roles"] or "").split(",") if r.strip()),

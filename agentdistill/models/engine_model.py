@@ -112,10 +112,15 @@ def open_model(
     engine: EngineMode = "auto",
     home: Path,
     say: Say | None = None,
+    slots: int | None = None,
 ) -> Iterator[ChatModel]:
-    """The model for a run with `concurrency` items in flight; an engine it started is released after."""
+    """The model for a run with `concurrency` items in flight; an engine it started is released after.
+
+    `slots` is the engine's --parallel (default: `concurrency`); fewer slots than items in flight keep every
+    slot busy while some items run code or wait, and the extra requests queue in the server.
+    """
     say = say or (lambda message: None)
-    chosen = _engine_for(spec, options, concurrency=concurrency, mode=engine, home=home, say=say)
+    chosen = _engine_for(spec, options, concurrency=concurrency, mode=engine, home=home, say=say, slots=slots)
     if chosen is None:
         yield make_chat_model(spec, options)
         return
@@ -129,7 +134,14 @@ def open_model(
 
 
 def _engine_for(
-    spec: str, options: ModelOptions, *, concurrency: int, mode: EngineMode, home: Path, say: Say
+    spec: str,
+    options: ModelOptions,
+    *,
+    concurrency: int,
+    mode: EngineMode,
+    home: Path,
+    say: Say,
+    slots: int | None = None,
 ) -> Engine | None:
     if mode == "inproc":
         return None
@@ -149,7 +161,7 @@ def _engine_for(
             raise EngineError("llama-server is not built: run `agentdistill engine build`")
         say("llama-server is not built (`agentdistill engine build`): running the model in-process, one item at a time")
         return None
-    config = engine_config(spec, parallel=concurrency, threads=options.threads)
+    config = engine_config(spec, parallel=max(1, min(slots or concurrency, concurrency)), threads=options.threads)
     assert config is not None
     try:
         engine = start_engine(config, home=home, say=say)

@@ -203,6 +203,10 @@ def test_open_model_picks_the_engine_only_where_it_pays(
     with open_model("local:smollm2-135m", ModelOptions(), concurrency=3, home=home, say=said.append) as model:
         assert isinstance(model, EngineChatModel) and model.spec == "local:smollm2-135m"
         assert model.engine.state.parallel == 3 and "3 slots" in said[-1]
+    stop_engine(home)  # else the 3-slot engine, in its grace period, would be reused
+    with open_model("local:smollm2-135m", ModelOptions(), concurrency=6, home=home, slots=4) as model:
+        assert model.engine.state.parallel == 4  # 6 items in flight share 4 slots
+    stop_engine(home)
     with open_model("scripted:" + str(_script(tmp_path)), ModelOptions(), concurrency=4, home=home) as model:
         assert not isinstance(model, EngineChatModel)  # not a llama.cpp model
     monkeypatch.setenv("AGENTDISTILL_LLAMA_SERVER", str(tmp_path / "absent"))
