@@ -34,7 +34,10 @@ END_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endofte
 _STATUSES = ("running", "ok", "max_steps", "error")
 # Model roles a student takes over, for agents with more than the one "policy" role: recbot's every call is
 # a student's job (its graph is the same for teacher and student; only the model behind the roles changes).
-AGENT_ROLES: Mapping[str, tuple[str, ...]] = MappingProxyType({"recbot": ("parser", "planner", "responder")})
+# codeact's first thought (FTP) is written by the policy model itself, so a student must learn it too.
+AGENT_ROLES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {"recbot": ("parser", "planner", "responder"), "codeact": ("policy", "first_thought")}
+)
 # Step errors meaning a model's reply could not be read as the format the agent asked for (a ReAct action, a
 # recbot plan): a format the student must not learn.
 FORMAT_ERRORS = frozenset({"parse_error", "plan_error"})
