@@ -64,6 +64,7 @@ def build_codeact_graph(
     first_thought: FirstThought | None = None,
     sag: SAGConfig | None = None,
     resample_temperature: float = 0.0,
+    answer_hint: bool = False,
 ) -> CompiledStateGraph:
     """Teacher or student, the graph is identical: the model is an argument, never looked up.
 
@@ -71,7 +72,9 @@ def build_codeact_graph(
     plus `tools`. With a checkpointer, each `invoke({"question": q}, config={"configurable": {"thread_id":
     t}})` is a new turn (a new recorded run, a fresh session) that sees the thread's earlier Q and A.
     With `resample_temperature` > 0, a step after an unparsable reply or a repeated cell is sampled at
-    that temperature instead of greedily: greedy decoding would write the same reply again.
+    that temperature instead of greedily: greedy decoding would write the same reply again. With
+    `answer_hint`, a reply without code after the first step that states a number is answered with how to
+    end the task with it (small models state "the total is 120" and then wait).
     """
     if max_steps < 1:
         raise ConfigError("max_steps", max_steps, "a positive number of model calls per question")
@@ -130,7 +133,10 @@ def build_codeact_graph(
             if sag:
                 recorder.event("sag_vote", {"n": len(actions), "groups": [], "raised": [],
                                             "unparsable": list(range(len(actions))), "chosen": None})  # fmt: skip
-            said, observation = cp.prefixed(state["pending"][0][0], prefix), f"Observation:\n{fault.message}"
+            message = fault.message
+            if answer_hint and state["steps"] > 1 and fault.message == cp.NO_CODE_HINT:
+                message = cp.answer_hint(state["pending"][0][0]) or message
+            said, observation = cp.prefixed(state["pending"][0][0], prefix), f"Observation:\n{message}"
         else:
             if sag:
                 chosen = cp.self_consistent(pool, state["run_id"], state["cells"], actions)

@@ -38,6 +38,21 @@ NO_CODE_HINT = (
     "```python\n# your code\nprint(...)\n```\n"
     "When you know the answer, call final_answer(answer) in a code block."
 )
+_LAST_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def answer_hint(text: str) -> str | None:
+    """NO_CODE_HINT made concrete for a reply that states a number: how to give it as the answer."""
+    found = _LAST_NUMBER.findall(text)
+    if not found:
+        return None
+    number = found[-1].replace(",", "").rstrip(".")
+    return (
+        f"Error: no code block found. If {number} is the answer to the task, reply with exactly:\n"
+        f"```python\nfinal_answer({number})\n```\nOtherwise write a line 'Thought: ...' and then one code block."
+    )
+
+
 CUT_HINT = (
     "Error: your code block was cut off before its closing ``` (too long). Write shorter code; "
     "split the work over several steps."

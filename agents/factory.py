@@ -129,7 +129,8 @@ def codeact_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """Plain `--option` values for codeact's builder: `ftp=true`, `ftp_model=SPEC`, `ftp_tokens=N`,
     `ftp_prompt=NAME` (a template in the prompts dir, e.g. codeact_first_thought_solve) make a FirstThought;
     `sag_n=N`, `sag_temperature=T` a SAGConfig; `resample=true` samples at 0.7 (or `resample_temperature=T`)
-    after an unparsable reply or a repeated cell. Other keys pass through unchanged."""
+    after an unparsable reply or a repeated cell; `answer_hint=true` answers a code-less reply that states a
+    number with how to call final_answer on it. Other keys pass through unchanged."""
     rest = dict(options)
     ftp = {k: rest.pop(k) for k in ("ftp", "ftp_model", "ftp_tokens", "ftp_prompt") if k in rest}
     sag = {k: rest.pop(k) for k in ("sag_n", "sag_temperature") if k in rest}
@@ -145,6 +146,8 @@ def codeact_options(options: Mapping[str, Any]) -> dict[str, Any]:
             prompt=template,
             max_tokens=int(ftp.get("ftp_tokens", 160)),
         )
+    if "answer_hint" in rest:
+        rest["answer_hint"] = _truthy("answer_hint", rest["answer_hint"])
     if "resample" in rest:
         rest["resample_temperature"] = 0.7 if _truthy("resample", rest.pop("resample")) else 0.0
     if sag and int(sag.get("sag_n", 5)) > 1:

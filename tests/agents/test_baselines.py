@@ -109,3 +109,16 @@ def test_codeact_resamples_after_an_unparsable_reply_when_asked() -> None:
     greedy = ScriptedModel(replies)
     build_agent("codeact", greedy, kb=None, recorder=None).invoke({"question": "2 + 3?"})
     assert [c["temperature"] for c in greedy.calls] == [0.0, 0.0]
+
+
+def test_codeact_answer_hint_tells_a_stalled_model_how_to_finish() -> None:
+    replies = [
+        "Thought: compute\n```python\nprint(48 + 24)\n```",
+        "Thought: The total is 72 clips.",
+        "```python\nfinal_answer(72)\n```",
+    ]
+    model = ScriptedModel(replies)
+    out = build_agent("codeact", model, kb=None, recorder=None, answer_hint=True).invoke({"question": "48 and 24?"})
+    assert out["answer"] == "72"
+    hint = model.history[2][-1]["content"]
+    assert "If 72 is the answer to the task, reply with exactly:" in hint and "final_answer(72)" in hint
