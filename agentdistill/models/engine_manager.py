@@ -9,7 +9,7 @@ import os
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from agentdistill.models.engine import (
@@ -31,6 +31,8 @@ from agentdistill.models.engine import (
     stop_state,
     write_state,
 )
+
+Say = Callable[[str], None]
 
 
 class Engine:
@@ -79,7 +81,9 @@ class Engine:
             self.leased = False
 
 
-def start_engine(config: EngineConfig, *, home: Path, persistent: bool = False, lease: bool = True, say=None) -> Engine:
+def start_engine(
+    config: EngineConfig, *, home: Path, persistent: bool = False, lease: bool = True, say: Say | None = None
+) -> Engine:
     """A ready engine for `config.model_path`: the running one if there is one, else a new one.
 
     `persistent` engines (`agentdistill engine start`) outlive every client; others stop when the last
@@ -102,7 +106,7 @@ def start_engine(config: EngineConfig, *, home: Path, persistent: bool = False, 
     raise AssertionError("unreachable")
 
 
-def _start(config: EngineConfig, binary: Path, *, home: Path, persistent: bool, lease: bool, say) -> Engine:
+def _start(config: EngineConfig, binary: Path, *, home: Path, persistent: bool, lease: bool, say: Say | None) -> Engine:
     folder = engines_dir(home)
     path = folder / f"{config.key}.json"
     spawned = False
@@ -136,7 +140,7 @@ def _start(config: EngineConfig, binary: Path, *, home: Path, persistent: bool, 
 
 
 @contextlib.contextmanager
-def running_engine(config: EngineConfig, *, home: Path, say=None) -> Iterator[Engine]:
+def running_engine(config: EngineConfig, *, home: Path, say: Say | None = None) -> Iterator[Engine]:
     """`with running_engine(cfg, home=h) as engine:` an engine for the block; released however it ends."""
     engine = start_engine(config, home=home, say=say)
     try:
@@ -202,7 +206,7 @@ def _new_state(config: EngineConfig, binary: Path, path: Path, persistent: bool)
     )
 
 
-def _wait_ready(path: Path, timeout_s: float, say) -> EngineState:
+def _wait_ready(path: Path, timeout_s: float, say: Say | None) -> EngineState:
     deadline = time.monotonic() + timeout_s
     told = False
     while time.monotonic() < deadline:
