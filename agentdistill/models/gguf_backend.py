@@ -17,6 +17,8 @@ from __future__ import annotations
 import atexit
 import codecs
 import copy
+import functools
+import importlib
 import os
 import re
 import secrets
@@ -41,6 +43,7 @@ from agentdistill.models.base import (
     Usage,
     check_args,
 )
+from agentdistill.models.llama_threads import ThreadGovernor, WaitPolicy, import_with_policy
 from agentdistill.models.packaged import PackagedModel, assembled_gguf, find_packaged, packaged_models, part_paths
 from agentdistill.paths import cache_dir
 
@@ -52,7 +55,7 @@ INSTALL = "pip install llama-cpp-python==0.3.36"
 _SEED_SPACE = 2**32 - 1  # llama.cpp reads seed 0xFFFFFFFF as "pick a random seed", so stay below it
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
-CacheKey = tuple[str, int, int, str]  # (resolved GGUF path, n_ctx, threads, device)
+CacheKey = tuple[str, int, int, bool, str]  # (resolved GGUF path, n_ctx, threads, threads chosen by us, device)
 
 
 class GGUFLoadError(AgentDistillError):
@@ -78,20 +81,21 @@ class PromptTooLong(ModelCallError):
         )
 
 
+@functools.cache
+def _llama_cpp_and_policy() -> tuple[ModuleType, WaitPolicy]:
+    if "llama_cpp" in sys.modules:  # someone imported it first: libgomp read the environment of that moment
+        return sys.modules["llama_cpp"], WaitPolicy("inherited", "llama_cpp was imported before the gguf backend")
+    return import_with_policy(lambda: importlib.import_module("llama_cpp"))
+
+
 def import_llama_cpp() -> ModuleType:
-    """Import llama_cpp with OpenMP threads that sleep, not spin, between tokens. Raises ImportError or OSError.
+    """Import llama_cpp under the OpenMP wait policy of `llama_threads`. Raises ImportError or OSError."""
+    return _llama_cpp_and_policy()[0]
 
-    llama.cpp's CPU build runs each token in an OpenMP parallel region; by default libgomp's idle threads
-    busy-wait between regions. When other processes share the cores, the spinning threads starve the one
-    doing the work: measured here with 2 threads at load 6.7, 32 tokens took 15.6 s spinning vs 2.1 s with
-    passive waiting (1 thread: 1.8 s). libgomp reads the policy once, when the library loads, so it must be
-    set before the first import; a value the user set is kept. Idle machines lose nothing measurable.
-    """
-    if "llama_cpp" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    import llama_cpp
 
-    return llama_cpp
+def wait_policy() -> WaitPolicy:
+    """How llama.cpp's OpenMP threads wait in this process (imports llama_cpp on first use)."""
+    return _llama_cpp_and_policy()[1]
 
 
 def gguf_unavailable_reason() -> str | None:
@@ -147,12 +151,16 @@ def clear_model_cache() -> None:
 class GGUFChatModel:
     """A ChatModel over one llama.cpp model and context. Thread-safe: one generate runs at a time."""
 
-    def __init__(self, llama: Llama, *, spec: str, path: Path, n_ctx: int, threads: int) -> None:
+    def __init__(
+        self, llama: Llama, *, spec: str, path: Path, n_ctx: int, threads: int, adapt_threads: bool = False
+    ) -> None:
         self.spec = spec
         self.path = path
         self.n_ctx = n_ctx
         self.threads = threads
         self._llama = llama
+        self._governor = ThreadGovernor(threads, adapt=adapt_threads)
+        self._threads_set = threads
         self._lock = threading.Lock()
         self._is_eog = _eog_check(llama)
         self._template = _chat_formatter(llama)
@@ -197,6 +205,8 @@ class GGUFChatModel:
             "model_name": meta.get("general.name"),
             "n_ctx": self.n_ctx,
             "threads": self.threads,
+            "threads_adapt_to_load": self._governor.adapt,
+            "openmp_wait": f"{wait_policy().policy} ({wait_policy().why})",
             "chat_template": self.has_chat_template,
             "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
             "llama_cpp_python": llama_cpp.__version__,
@@ -230,19 +240,21 @@ class GGUFChatModel:
             if room < 1:
                 raise PromptTooLong(self.spec, len(prompt), self.n_ctx)
             budget = min(max_tokens, room)
-            rows = [
-                self._one(
-                    prompt,
-                    stop=stop,
-                    budget=budget,
-                    temperature=temperature,
-                    seed=(first + i) % _SEED_SPACE,
-                    on_token=on_token,
-                    min_tokens=min(min_tokens, budget),
-                    started=started,
-                )
-                for i in range(n if sample else 1)
-            ]
+            with self._governor.decoding() as threads:
+                self._use_threads(threads)
+                rows = [
+                    self._one(
+                        prompt,
+                        stop=stop,
+                        budget=budget,
+                        temperature=temperature,
+                        seed=(first + i) % _SEED_SPACE,
+                        on_token=on_token,
+                        min_tokens=min(min_tokens, budget),
+                        started=started,
+                    )
+                    for i in range(n if sample else 1)
+                ]
         latency = time.perf_counter() - started
         completions = [
             Completion(
@@ -255,6 +267,14 @@ class GGUFChatModel:
             for text, reason, count, ttft in rows
         ]
         return completions if sample else completions * n
+
+    def _use_threads(self, threads: int) -> None:
+        """Decode (and evaluate prompts) with `threads` from now on; llama.cpp applies it to the next batch."""
+        if threads != self._threads_set:
+            import llama_cpp
+
+            llama_cpp.llama_set_n_threads(self._llama.ctx, threads, threads)
+            self._threads_set = threads
 
     def _one(
         self,
@@ -359,8 +379,8 @@ def resolve_gpu_layers(device: str) -> int:
     return -1 if supported else 0
 
 
-def _check_options(options: ModelOptions) -> tuple[int, str]:
-    """(threads, device), validated without loading llama.cpp. dtype is ignored: the GGUF's quantization decides it."""
+def _check_options(options: ModelOptions) -> tuple[int, bool, str]:
+    """(threads, whether we chose them, device), checked without loading llama.cpp; the GGUF decides the dtype."""
     if options.adapter:
         raise ConfigError(
             "adapter",
@@ -370,10 +390,10 @@ def _check_options(options: ModelOptions) -> tuple[int, str]:
         )
     if not _DEVICE.match(options.device):
         raise ConfigError("device", options.device, "auto, cpu, cuda, cuda:N or mps")
-    return resolve_threads(options.threads), options.device
+    return resolve_threads(options.threads), options.threads is None, options.device
 
 
-def _load(path: Path, *, spec: str, n_ctx: int, threads: int, device: str) -> GGUFChatModel:
+def _load(path: Path, *, spec: str, n_ctx: int, threads: int, ours: bool, device: str) -> GGUFChatModel:
     with open(path, "rb") as handle:
         magic = handle.read(4)
     if magic != b"GGUF":  # llama.cpp's own message would only say "failed to load"
@@ -391,7 +411,8 @@ def _load(path: Path, *, spec: str, n_ctx: int, threads: int, device: str) -> GG
         )
     except (ValueError, RuntimeError) as exc:
         raise GGUFLoadError(path, str(exc)) from exc
-    return GGUFChatModel(llama, spec=spec, path=path, n_ctx=n_ctx, threads=threads)
+    adapt = ours and gpu_layers == 0 and wait_policy().adapts_threads
+    return GGUFChatModel(llama, spec=spec, path=path, n_ctx=n_ctx, threads=threads, adapt_threads=adapt)
 
 
 def _cached_load(
@@ -400,13 +421,15 @@ def _cached_load(
     """Load once per (file, n_ctx, threads, GPU layers); `resolve` runs the expensive checks on a cache miss only."""
     if n_ctx < 16:
         raise ConfigError("n_ctx", n_ctx, "a context size of at least 16 tokens (4096 suits ReAct runs)")
-    threads, device = _check_options(options)
+    threads, ours, device = _check_options(options)
     if (
         llama_probe.find_install() is None
     ):  # a missing install says how to fix it before anything is hashed or assembled
         _llama_cpp()
-    key: CacheKey = (str(path.resolve()), n_ctx, threads, device)
-    model = _CACHE.get_or_load(key, lambda: _load(resolve(), spec=spec, n_ctx=n_ctx, threads=threads, device=device))
+    key: CacheKey = (str(path.resolve()), n_ctx, threads, ours, device)
+    model = _CACHE.get_or_load(
+        key, lambda: _load(resolve(), spec=spec, n_ctx=n_ctx, threads=threads, ours=ours, device=device)
+    )
     return model if model.spec == spec else model.renamed(spec)
 
 

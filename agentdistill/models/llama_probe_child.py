@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=8)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the gguf backend imports it
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # a probe decodes a few tokens: it need not spin
     started = time.perf_counter()
     try:
         import llama_cpp

@@ -1,71 +1,64 @@
-"""Decode speed of the gguf backend against raw llama-cpp-python calls, the transformers backend and memory bandwidth.
+"""Decode speed of the gguf backend against raw llama-cpp-python in a separate process with the default environment.
 
-    python -m agentdistill.benchmarks.perf.bench_gguf --repeats 3 [--big] [--json]
+    python -m agentdistill.benchmarks.perf.bench_gguf [--big] [--rounds 1] [--json]
 
-Every side decodes greedily from the same ReAct prompt and is forced to exactly --tokens new tokens:
-(a) ours: `gguf:NAME` through `ChatModel.generate`; (b) raw: `Llama.generate` on the very same loaded
-llama.cpp model, prompt tokens handed over pre-tokenised; (c) `transformers:NAME`. Before every gguf rep
-the KV cache is cleared, so TTFT is a cold prompt evaluation on both gguf sides. Rep 0 warms up; the reps
-after it are interleaved (alternating order) so load drift hits all sides alike, and medians are compared.
-
-decode tok/s = (tokens - 1) / (seconds after the first token); e2e tok/s = tokens / call seconds.
-The bandwidth bound: decoding one token reads every weight once, so tok/s <= memory bandwidth / weight
-bytes per token. Bandwidth is measured as the read + write traffic of a numpy copy of a 1 GiB array (one
-thread, best of 3); weight bytes are the GGUF's tensor bytes, less the token embedding when the model has
-a separate output matrix (then only one embedding row is read per token). Goal: ours / raw >= 0.95.
+Every side runs in a process of its own (benchmarks/perf/gguf_decode_child.py), greedy, forced to --tokens
+new tokens, one warm-up rep then --repeats measured reps, cold KV cache each rep:
+  raw    `Llama.generate` with llama-cpp-python's defaults and the environment a user has (threads = cores,
+         so the thread count is not what differs)
+  ours   `gguf:NAME` through ChatModel.generate with the backend's own choices (llama_threads: wait policy
+         picked at load, one decode thread while other processes hold a core)
+  today  ours as it was before: OMP_WAIT_POLICY=PASSIVE for the whole process
+under three conditions (fewer tokens under load: --loaded-tokens): quiet; loaded (two CPU-burning
+processes started before the side loads); and late load (the burners start after the warm-up rep, so
+a policy picked at load time meets load it did not see).
+Sides alternate order between rounds; medians of the pooled reps are compared. A side whose process
+takes longer than --side-timeout collapsed: it is reported as below (tokens x reps / timeout) tok/s.
+decode tok/s = (tokens - 1) / (seconds after the first token). Goal: ours / raw >= 0.95 quiet, and ours no
+worse than today under load. The bandwidth bound: tok/s <= memory bandwidth / weight bytes per token.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agentdistill.benchmarks.perf.common import machine_summary
-from agentdistill.models import ModelOptions, make_chat_model
-from agentdistill.models.base import system, user
+from agentdistill.benchmarks.perf.gguf_decode_child import start_burners, stop_burners
 
-GOAL = 0.95  # ours must keep at least this share of raw llama-cpp-python decode speed
+GOAL = 0.95  # ours must keep at least this share of raw llama-cpp-python decode speed on a quiet machine
 MODELS = ("smollm2-135m", "qwen2.5-coder-0.5b")
 BIG = "qwen2.5-coder-1.5b"
-
-MSGS = [  # the prompt of bench_decode: ~110 tokens with the chat template, the shape of one ReAct step
-    system(
-        "You are a research agent. Answer the question by reasoning step by step. Use this format:\n"
-        "Thought: what you need to find out next\n"
-        "Action: one of [search, calculator]\n"
-        "Action Input: the input for the action\n"
-        "Then stop and wait for the Observation. When you know the answer, write: Final Answer: <answer>"
-    ),
-    user("Question: What is the population of the capital city of Australia, and how does it compare to Sydney?"),
-]
-NEXT_STEP = [  # the second step of the same run: the first prompt plus one exchange (prefix reuse)
-    {
-        "role": "assistant",
-        "content": "Thought: I need the capital.\nAction: search\nAction Input: capital of Australia",
-    },
-    user("Observation: [1] Canberra is the capital city of Australia, population about 467,000."),
-]
+CONDITIONS = ("quiet", "loaded", "late_load")
+SIDES = ("raw", "ours", "today")
+_CLEAN = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "AGENTDISTILL_LLAMA_WAIT")  # variables no side inherits from us
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench_gguf", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated packaged model names")
-    parser.add_argument("--big", action="store_true", help=f"also {BIG} (transformers needs ~7 GB and minutes)")
-    parser.add_argument("--no-transformers", action="store_true", help="skip side (c), the transformers backend")
+    parser.add_argument("--big", action="store_true", help=f"also {BIG}")
+    parser.add_argument("--conditions", default=",".join(CONDITIONS), help=f"comma-separated, of {CONDITIONS}")
     parser.add_argument("--tokens", type=int, default=64, help="new tokens per generation, forced on every side")
-    parser.add_argument("--repeats", type=int, default=3, help="measured reps per side, after one warm-up rep")
-    parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: one per core)")
+    parser.add_argument("--repeats", type=int, default=3, help="measured reps per side process, after one warm-up")
+    parser.add_argument("--rounds", type=int, default=1, help="processes per side (order alternates per round)")
+    parser.add_argument("--burners", type=int, default=2, help="CPU-burning processes of the loaded conditions")
+    parser.add_argument("--loaded-tokens", type=int, default=32, help="new tokens per generation under load")
+    parser.add_argument("--side-timeout", type=float, default=300, help="seconds before a side counts as collapsed")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = parser.parse_args(argv)
-    if args.tokens < 2 or args.repeats < 1:
-        parser.error("--tokens must be >= 2 and --repeats >= 1")
+    if args.tokens < 2 or args.repeats < 1 or args.rounds < 1:
+        parser.error("--tokens must be >= 2, --repeats and --rounds >= 1")
+    unknown = set(args.conditions.split(",")) - set(CONDITIONS)
+    if unknown:
+        parser.error(f"unknown condition(s) {sorted(unknown)}: choose from {CONDITIONS}")
     return args
 
 
@@ -98,133 +91,85 @@ def _seconds(fn: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-Run = tuple[int, float, float, str]  # (tokens, call seconds, seconds to first token, text)
-
-
-def bench_model(name: str, args: argparse.Namespace, *, transformers: bool) -> dict:
-    """Medians of every side for one packaged model, plus the prefix-reuse TTFT of a second ReAct step."""
-    ours = make_chat_model(f"gguf:{name}", ModelOptions(threads=args.threads))
-    llama = ours.unwrap()
-    prompt = ours.encode(MSGS)
-
-    def run_ours() -> Run:
-        llama.reset()  # cold KV cache: TTFT is a full prompt evaluation, as it is for raw
-        [done] = ours.generate(MSGS, max_tokens=args.tokens, min_tokens=args.tokens)
-        return done.usage.completion_tokens, done.latency_s, done.ttft_s or 0.0, done.text
-
-    def run_raw() -> Run:
-        llama.reset()
-        started = time.perf_counter()
-        tokens: list[int] = []
-        first = 0.0
-        for token in llama.generate(prompt, temp=0.0):
-            if not tokens:
-                first = time.perf_counter() - started
-            tokens.append(token)
-            if len(tokens) >= args.tokens:
-                break
-        text = llama.detokenize(tokens).decode("utf-8", errors="replace")
-        return len(tokens), time.perf_counter() - started, first, text
-
-    sides: dict[str, Callable[[], Run]] = {"ours": run_ours, "raw": run_raw}
-    if transformers:
-        hf = make_chat_model(f"transformers:{name}")
-
-        def run_hf() -> Run:
-            [done] = hf.generate(MSGS, max_tokens=args.tokens, min_tokens=args.tokens, on_token=lambda _: None)
-            return done.usage.completion_tokens, done.latency_s, done.ttft_s or 0.0, done.text
-
-        sides["transformers"] = run_hf
-    runs: dict[str, list[Run]] = {side: [] for side in sides}
-    order = list(sides.items())
-    for rep in range(args.repeats + 1):  # rep 0 warms up
-        for side, run in order if rep % 2 else reversed(order):
-            result = run()
-            if result[0] != args.tokens:
-                raise SystemExit(f"{name} {side}: {result[0]} tokens, expected {args.tokens}: the comparison is unfair")
-            if rep:
-                runs[side].append(result)
-            if not args.json:
-                print(f"{name} rep {rep}{' (warm-up)' if not rep else ''} {side}: {_rates(result)}", file=sys.stderr)
-    # Prefix reuse: step 2 of a run shares step 1's prompt; only the new exchange is evaluated.
-    llama.reset()
-    [cold] = ours.generate([*MSGS, *NEXT_STEP], max_tokens=1)
-    ours.generate(MSGS, max_tokens=1)  # leaves step 1's prompt in the KV cache
-    [warm] = ours.generate([*MSGS, *NEXT_STEP], max_tokens=1)
-    out = {
-        "model": name,
-        "gguf_path": str(ours.path),
-        "prompt_tokens": len(prompt),
-        "step2_prompt_tokens": cold.usage.prompt_tokens,
-        "step2_ttft_cold_s": round(cold.ttft_s or 0.0, 4),
-        "step2_ttft_prefix_reused_s": round(warm.ttft_s or 0.0, 4),
-        "same_text_ours_raw": runs["ours"][0][3] == runs["raw"][0][3],
-    }
-    for side, results in runs.items():
-        out[side] = {
-            "decode_tok_s": round(statistics.median((t - 1) / (s - f) for t, s, f, _ in results), 2),
-            "e2e_tok_s": round(statistics.median(t / s for t, s, _, _ in results), 2),
-            "ttft_s": round(statistics.median(f for _, _, f, _ in results), 4),
-            "decode_runs": [round((t - 1) / (s - f), 2) for t, s, f, _ in results],
-        }
-    out["ratio_ours_raw"] = round(out["ours"]["decode_tok_s"] / out["raw"]["decode_tok_s"], 4)
-    out["ratio_ours_raw_e2e"] = round(out["ours"]["e2e_tok_s"] / out["raw"]["e2e_tok_s"], 4)
-    if transformers:
-        out["speedup_ours_vs_transformers"] = round(
-            out["ours"]["decode_tok_s"] / out["transformers"]["decode_tok_s"], 2
-        )
-    out["weight_bytes_per_token"] = weight_bytes_per_token(ours.path)
-    return out
-
-
-def _rates(run: Run) -> str:
-    tokens, seconds, first, _ = run
-    return f"decode {(tokens - 1) / (seconds - first):.2f} tok/s, e2e {tokens / seconds:.2f} tok/s, ttft {first:.3f} s"
-
-
-def _free_models() -> None:
-    """Drop every loaded model before the next one, so a 1.5B run does not share memory with the last."""
-    from agentdistill.models import gguf_backend
-
-    gguf_backend.clear_model_cache()
+def run_side(side: str, model: str, condition: str, args: argparse.Namespace) -> dict:
+    """One child process: its JSON result. raw gets threads = cores explicitly; ours picks its own."""
+    env = {k: v for k, v in os.environ.items() if k not in _CLEAN}
+    if side == "today":
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    command = [sys.executable, "-m", "agentdistill.benchmarks.perf.gguf_decode_child"]
+    command += ["--side", "raw" if side == "raw" else "ours", "--model", model]
+    tokens = args.tokens if condition == "quiet" else args.loaded_tokens
+    command += ["--tokens", str(tokens), "--repeats", str(args.repeats)]
+    if side == "raw":
+        command += ["--threads", str(os.cpu_count() or 1)]
+    if condition == "late_load":
+        command += ["--load-after-warmup", str(args.burners)]
     try:
-        from agentdistill.models import transformers_backend
-    except ImportError:
-        pass  # transformers is not installed: nothing of it was loaded
-    else:
-        transformers_backend.clear_model_cache()
-    gc.collect()
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.side_timeout)
+    except subprocess.TimeoutExpired:  # spinning threads starved by the burners: record the collapse, go on
+        bound = round(tokens * (args.repeats + 1) / args.side_timeout, 2)
+        return {"decode_tok_s": [], "timed_out_s": args.side_timeout, "below_tok_s": bound, "text": ""}
+    if done.returncode != 0:
+        raise SystemExit(f"{side} {model} {condition} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_condition(model: str, condition: str, args: argparse.Namespace) -> dict:
+    """Every side of one model under one condition: median decode tok/s and the ratios to raw and today."""
+    burners = start_burners(args.burners) if condition == "loaded" else []
+    time.sleep(1.0 if burners else 0)
+    runs: dict[str, list[dict]] = {side: [] for side in SIDES}
+    try:
+        for round_ in range(args.rounds):
+            for side in SIDES if round_ % 2 == 0 else tuple(reversed(SIDES)):
+                result = run_side(side, model, condition, args)
+                runs[side].append(result)
+                print(f"{model} {condition} {side}: {result['decode_tok_s'] or result}", file=sys.stderr, flush=True)
+    finally:
+        stop_burners(burners)
+    out: dict = {"model": model, "condition": condition}
+    for side, results in runs.items():
+        rates = [r for result in results for r in result["decode_tok_s"]]
+        if not rates:  # every process of this side timed out: report the bound it stayed below
+            out[side] = {"decode_tok_s": min(r["below_tok_s"] for r in results), "runs": [], "timed_out": True}
+            continue
+        out[side] = {"decode_tok_s": round(statistics.median(rates), 2), "runs": rates}
+        if side == "ours":
+            out[side]["openmp_wait"] = results[-1].get("openmp_wait")
+            out[side]["threads_last_call"] = results[-1].get("threads_last_call")
+    out["ours_vs_raw"] = round(out["ours"]["decode_tok_s"] / out["raw"]["decode_tok_s"], 3)
+    out["ours_vs_today"] = round(out["ours"]["decode_tok_s"] / out["today"]["decode_tok_s"], 3)
+    out["same_text_ours_raw"] = runs["ours"][0]["text"] == runs["raw"][0]["text"]
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
     names = [n for n in args.models.split(",") if n] + ([BIG] if args.big and BIG not in args.models else [])
-    load_before = os.getloadavg()
+    conditions = [c for c in CONDITIONS if c in args.conditions.split(",")]
     bandwidth = copy_bandwidth()
-    if not args.json:
-        print(f"numpy copy traffic (read + write, 1 thread): {bandwidth / 1e9:.2f} GB/s", file=sys.stderr)
     results = []
     for name in names:
-        result = bench_model(name, args, transformers=not args.no_transformers)
-        _free_models()  # the function's references are gone now
-        bound = bandwidth / result["weight_bytes_per_token"]
-        result["bandwidth_bound_tok_s"] = round(bound, 2)
-        for side in ("ours", "raw", "transformers"):
-            if side in result:
-                result[side]["share_of_bound"] = round(result[side]["decode_tok_s"] / bound, 3)
-        results.append(result)
+        for condition in conditions:
+            results.append(bench_condition(name, condition, args))
+            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    from agentdistill.models.gguf_backend import load_gguf_target
+
+    bounds = {name: bandwidth / weight_bytes_per_token(load_gguf_target(name)[0]) for name in names}
+    for result in results:
+        result["bandwidth_bound_tok_s"] = round(bounds[result["model"]], 1)
     import llama_cpp
 
     summary = {
         "machine": machine_summary(),
-        "threads": args.threads or os.cpu_count(),
         "llama_cpp_python": llama_cpp.__version__,
-        "load_avg_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "copy_traffic_gb_s": round(bandwidth / 1e9, 2),
         "new_tokens": args.tokens,
         "repeats": args.repeats,
+        "rounds": args.rounds,
+        "burners": args.burners,
         "goal": GOAL,
-        "models": results,
+        "results": results,
     }
     if args.json:
         print(json.dumps(summary))
@@ -235,23 +180,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 def _print(summary: dict) -> None:
     print(
-        f"{summary['machine']} | {summary['threads']} llama.cpp threads"
-        f" | llama-cpp-python {summary['llama_cpp_python']} | load {summary['load_avg_1m_before_after']}"
-        f" | copy traffic {summary['copy_traffic_gb_s']} GB/s"
+        f"{summary['machine']} | llama-cpp-python {summary['llama_cpp_python']}"
+        f" | copy traffic {summary['copy_traffic_gb_s']} GB/s | {summary['new_tokens']} tokens,"
+        f" {summary['repeats']} reps x {summary['rounds']} round(s) | loaded = {summary['burners']} burning processes"
     )
-    for r in summary["models"]:
-        sides = " | ".join(
-            f"{side} {r[side]['decode_tok_s']:.1f} tok/s"
-            f" (ttft {r[side]['ttft_s']:.3f} s, {r[side]['share_of_bound']:.0%} of bound)"
-            for side in ("ours", "raw", "transformers")
-            if side in r
-        )
-        verdict = "ok" if r["ratio_ours_raw"] >= GOAL else f"BELOW GOAL {GOAL}"
+    print("| model | condition | raw | ours | today (PASSIVE) | ours/raw | ours/today | ours' wait, last threads |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in summary["results"]:
+        flag = "" if r["condition"] != "quiet" or r["ours_vs_raw"] >= GOAL else " (below goal)"
+        cells = [("< " if r[side].get("timed_out") else "") + f"{r[side]['decode_tok_s']:.1f}" for side in SIDES]
         print(
-            f"{r['model']}: {r['prompt_tokens']}-token prompt, {summary['new_tokens']} tokens, median of"
-            f" {summary['repeats']} | {sides} | bound {r['bandwidth_bound_tok_s']:.1f} tok/s"
-            f" | ours/raw {r['ratio_ours_raw']:.3f} ({verdict}) | same text: {r['same_text_ours_raw']}"
-            f" | step-2 ttft {r['step2_ttft_cold_s']:.3f} s cold -> {r['step2_ttft_prefix_reused_s']:.3f} s reused"
+            f"| {r['model']} | {r['condition']} | {' | '.join(cells)}"
+            f" | {r['ours_vs_raw']:.2f}{flag} | {r['ours_vs_today']:.2f}"
+            f" | {r['ours']['openmp_wait']}, {r['ours']['threads_last_call']} |"
         )
 
 
