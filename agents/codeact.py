@@ -65,6 +65,7 @@ def build_codeact_graph(
     sag: SAGConfig | None = None,
     resample_temperature: float = 0.0,
     answer_hint: bool = False,
+    examples: str = "",
 ) -> CompiledStateGraph:
     """Teacher or student, the graph is identical: the model is an argument, never looked up.
 
@@ -74,7 +75,8 @@ def build_codeact_graph(
     With `resample_temperature` > 0, a step after an unparsable reply or a repeated cell is sampled at
     that temperature instead of greedily: greedy decoding would write the same reply again. With
     `answer_hint`, a reply without code after the first step that states a number is answered with how to
-    end the task with it (small models state "the total is 120" and then wait).
+    end the task with it (small models state "the total is 120" and then wait). `examples` is text of more
+    worked examples appended to the system prompt (few-shot; `--option examples=examples_math`).
     """
     if max_steps < 1:
         raise ConfigError("max_steps", max_steps, "a positive number of model calls per question")
@@ -84,14 +86,18 @@ def build_codeact_graph(
     ftp_template = (first_thought.prompt or load_prompt("codeact_first_thought", prompts_dir)) if first_thought else ""
     host_tools = list({**sandbox.tools, **{t.name: t for t in tools}}.values())
     pool = cp.SessionPool(sandbox, host_tools)
-    cp.codeact_messages("", host_tools, prompts_dir=prompts_dir)  # a broken override fails now, not mid-chat
+    cp.codeact_messages(
+        "", host_tools, prompts_dir=prompts_dir, examples=examples
+    )  # a broken override fails now, not mid-chat
 
     def start(state: CodeActState, config: RunnableConfig) -> dict[str, Any]:
         question = check_question(state.get("question"))
         history = state.get("history") or []
         thread = (config.get("configurable") or {}).get("thread_id")
         run_id = recorder.start(question, meta={"thread_id": thread, "turn": len(history)} if thread else None)
-        messages = cp.codeact_messages(question, host_tools, history=history, prompts_dir=prompts_dir)
+        messages = cp.codeact_messages(
+            question, host_tools, history=history, prompts_dir=prompts_dir, examples=examples
+        )
         return {
             "question": question, "run_id": run_id, "messages": messages, "steps": 0, "first_thought": "",
             "pending": [], "cells": [], "answer": None, "status": "running", "error": None, "stuck": False,
@@ -107,7 +113,12 @@ def build_codeact_graph(
         recorder.annotate_last(parsed={"first_thought": text})
         history = state.get("history") or []
         messages = cp.codeact_messages(
-            state["question"], host_tools, history=history, first_thought=text, prompts_dir=prompts_dir
+            state["question"],
+            host_tools,
+            history=history,
+            first_thought=text,
+            prompts_dir=prompts_dir,
+            examples=examples,
         )
         return {"first_thought": text, "messages": messages}
 

@@ -181,14 +181,17 @@ def codeact_messages(
     history: Sequence[Sequence[str]] = (),
     first_thought: str | None = None,
     prompts_dir: str | Path | None = None,
+    examples: str = "",
 ) -> list[Message]:
-    """System prompt (format, tools, worked example) and the task; earlier turns of a chat come as context.
+    """System prompt (format, tools, worked example, then any extra `examples` text) and the task; earlier
+    turns of a chat come as context.
 
     The first thought goes in the user turn ("Your first thought: ...") because the ChatModel protocol has
     no assistant-prefill: every backend renders a trailing assistant message as a closed turn.
     """
     tool_lines = render_tools(tools) if tools else "(no extra tools)"
-    messages = [system(load_prompt("codeact_system", prompts_dir).format(tools=tool_lines))]
+    prompt = load_prompt("codeact_system", prompts_dir).format(tools=tool_lines)
+    messages = [system(f"{prompt.rstrip()}\n\n{examples.strip()}" if examples.strip() else prompt)]
     lines = []
     if history:
         lines.append("Earlier in this conversation:")

@@ -130,7 +130,8 @@ def codeact_options(options: Mapping[str, Any]) -> dict[str, Any]:
     `ftp_prompt=NAME` (a template in the prompts dir, e.g. codeact_first_thought_solve) make a FirstThought;
     `sag_n=N`, `sag_temperature=T` a SAGConfig; `resample=true` samples at 0.7 (or `resample_temperature=T`)
     after an unparsable reply or a repeated cell; `answer_hint=true` answers a code-less reply that states a
-    number with how to call final_answer on it. Other keys pass through unchanged."""
+    number with how to call final_answer on it; `examples=NAME` appends the worked examples of prompt template
+    NAME (e.g. examples_math) to the system prompt. Other keys pass through unchanged."""
     rest = dict(options)
     ftp = {k: rest.pop(k) for k in ("ftp", "ftp_model", "ftp_tokens", "ftp_prompt") if k in rest}
     sag = {k: rest.pop(k) for k in ("sag_n", "sag_temperature") if k in rest}
@@ -148,6 +149,11 @@ def codeact_options(options: Mapping[str, Any]) -> dict[str, Any]:
         )
     if "answer_hint" in rest:
         rest["answer_hint"] = _truthy("answer_hint", rest["answer_hint"])
+    if "examples" in rest:
+        name = rest["examples"]
+        if not isinstance(name, str) or not name:
+            raise ConfigError("examples", name, "the name of a prompt template, e.g. examples_math")
+        rest["examples"] = load_prompt(name, rest.get("prompts_dir"))
     if "resample" in rest:
         rest["resample_temperature"] = 0.7 if _truthy("resample", rest.pop("resample")) else 0.0
     if sag and int(sag.get("sag_n", 5)) > 1:
@@ -177,6 +183,8 @@ def prompt_hash(name: str, options: Mapping[str, Any], prompts_dir: Path | None 
     packaged = resources.files("agentdistill.agents") / "prompts"
     names = sorted(p.name for p in packaged.iterdir() if p.name.startswith(prefix) and p.name.endswith(".txt"))
     digest = hashlib.sha256(f"{name}\n{json.dumps(dict(options), sort_keys=True, default=str)}\n".encode())
+    if isinstance(options.get("examples"), str):  # few-shot examples live outside the agent's prefix
+        names.append(f"{options['examples']}.txt")
     for file in names:
         text = load_prompt(file.removesuffix(".txt"), prompts_dir)
         digest.update(f"{file}\n{text}\n".encode())

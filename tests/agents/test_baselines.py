@@ -122,3 +122,23 @@ def test_codeact_answer_hint_tells_a_stalled_model_how_to_finish() -> None:
     assert out["answer"] == "72"
     hint = model.history[2][-1]["content"]
     assert "If 72 is the answer to the task, reply with exactly:" in hint and "final_answer(72)" in hint
+
+
+def test_codeact_few_shot_examples_come_from_a_named_template() -> None:
+    from agentdistill.agents.common import PromptNotFound
+    from agentdistill.agents.factory import codeact_options, prompt_hash
+
+    got = codeact_options({"examples": "examples_math"})
+    assert got["examples"].startswith("More examples") and "final_answer(80)" in got["examples"]
+    with pytest.raises(ConfigError, match="examples.*prompt template"):
+        codeact_options({"examples": 3})
+    with pytest.raises(PromptNotFound, match="no prompt template 'examples_nope'"):
+        codeact_options({"examples": "examples_nope"})
+    model = ScriptedModel(["Thought: add\n```python\nfinal_answer(2 + 3)\n```"])
+    out = build_agent("codeact", model, kb=None, recorder=None, examples="examples_math").invoke({"question": "2 + 3?"})
+    system_prompt = model.history[0][0]["content"]
+    assert out["answer"] == "5" and "More examples" in system_prompt and "How many muffins" in system_prompt
+    plain = ScriptedModel(["Thought: add\n```python\nfinal_answer(2 + 3)\n```"])
+    build_agent("codeact", plain, kb=None, recorder=None).invoke({"question": "2 + 3?"})
+    assert "More examples" not in plain.history[0][0]["content"]
+    assert prompt_hash("codeact", {"examples": "examples_math"}) != prompt_hash("codeact", {})
