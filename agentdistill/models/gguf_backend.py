@@ -160,7 +160,6 @@ class GGUFChatModel:
         self.threads = threads
         self._llama = llama
         self._governor = ThreadGovernor(threads, adapt=adapt_threads)
-        self._threads_set = threads
         self._lock = threading.Lock()
         self._is_eog = _eog_check(llama)
         self._template = _chat_formatter(llama)
@@ -197,6 +196,7 @@ class GGUFChatModel:
         import llama_cpp
 
         meta = self._llama.metadata
+        policy = wait_policy()
         return {
             "runs_on": "gguf (llama.cpp)",
             "path": str(self.path),
@@ -206,7 +206,8 @@ class GGUFChatModel:
             "n_ctx": self.n_ctx,
             "threads": self.threads,
             "threads_adapt_to_load": self._governor.adapt,
-            "openmp_wait": f"{wait_policy().policy} ({wait_policy().why})",
+            "threads_now": llama_cpp.llama_n_threads(self._llama.ctx),
+            "openmp_wait": f"{policy.policy} ({policy.why})",
             "chat_template": self.has_chat_template,
             "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
             "llama_cpp_python": llama_cpp.__version__,
@@ -269,12 +270,14 @@ class GGUFChatModel:
         return completions if sample else completions * n
 
     def _use_threads(self, threads: int) -> None:
-        """Decode (and evaluate prompts) with `threads` from now on; llama.cpp applies it to the next batch."""
-        if threads != self._threads_set:
-            import llama_cpp
+        """Decode (and evaluate prompts) with `threads` from now on; llama.cpp applies it to the next batch.
 
+        The count is read back from the context, not remembered here: `renamed` twins share that context.
+        """
+        import llama_cpp
+
+        if llama_cpp.llama_n_threads(self._llama.ctx) != threads:
             llama_cpp.llama_set_n_threads(self._llama.ctx, threads, threads)
-            self._threads_set = threads
 
     def _one(
         self,

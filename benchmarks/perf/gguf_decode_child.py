@@ -16,19 +16,8 @@ import os
 import time
 from collections.abc import Callable, Sequence
 
+from agentdistill.benchmarks.perf.bench_decode import MSGS  # the same ReAct-step prompt as bench_decode
 from agentdistill.models import ModelOptions, make_chat_model
-from agentdistill.models.base import system, user
-
-MSGS = [  # ~110 tokens with the chat template: the shape of one ReAct step
-    system(
-        "You are a research agent. Answer the question by reasoning step by step. Use this format:\n"
-        "Thought: what you need to find out next\n"
-        "Action: one of [search, calculator]\n"
-        "Action Input: the input for the action\n"
-        "Then stop and wait for the Observation. When you know the answer, write: Final Answer: <answer>"
-    ),
-    user("Question: What is the population of the capital city of Australia, and how does it compare to Sydney?"),
-]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -119,7 +108,7 @@ def _ours(
     from agentdistill.models.gguf_backend import wait_policy
 
     extra["openmp_wait"] = wait_policy().policy
-    extra["threads_last_call"] = model._governor.current if model._governor.adapt else model.threads
+    extra["threads_last_call"] = model.describe()["threads_now"]
     return runs[1:], text
 
 

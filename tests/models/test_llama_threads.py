@@ -155,6 +155,6 @@ def test_a_loaded_model_reports_its_policy_and_decodes_with_the_governors_thread
     model._use_threads(1)
     assert llama_cpp.llama_n_threads(model.unwrap().ctx) == 1
     [one] = model.generate([user("Count from 1 to 10, separated by commas.")], max_tokens=12)
-    model._use_threads(2)
-    assert llama_cpp.llama_n_threads(model.unwrap().ctx) == 2
+    model.renamed("local:smollm2-135m")._use_threads(2)  # a twin shares the context: it must see the 1 and reset it
+    assert llama_cpp.llama_n_threads(model.unwrap().ctx) == 2 and model.describe()["threads_now"] == 2
     assert one.usage.completion_tokens > 0 and one.text.startswith("1, 2") and two.text.startswith("1, 2")
