@@ -71,8 +71,13 @@ def build_recbot_graph(
     prompts_dir: Path | None = None,
     k: int = 5,
     max_retries: int = 1,
+    planner: bool = True,
+    responder: bool = True,
 ) -> CompiledStateGraph:
     """Teacher or student, the graph is the same; `tools` names the steps the planner may use.
+
+    `planner=False` runs the default tool chain and `responder=False` writes the reply from code, so each
+    turn makes one model call (the parser's): a parser-only run to collect or evaluate parses, 3x cheaper.
 
     With a checkpointer, each `invoke({"question": q}, config={"configurable": {"thread_id": t}})` is a
     new turn (a new recorded run) that starts from the thread's preference and shown titles.
@@ -80,6 +85,9 @@ def build_recbot_graph(
     for name, value, low in (("k", k, 1), ("max_retries", max_retries, 0)):
         if value < low:
             raise ConfigError(name, value, f"an integer >= {low}")
+    for name, flag in (("planner", planner), ("responder", responder)):
+        if not isinstance(flag, bool):
+            raise ConfigError(name, flag, "true or false")
     allowed = [t for t in STEP_TOOLS if t in {tool.name for tool in tools}]
     if not allowed or not {"filter", "retrieve"} & set(allowed):
         raise ConfigError("tools", sorted(t.name for t in tools), "catalog tools including filter or retrieve")
@@ -125,6 +133,8 @@ def build_recbot_graph(
         return {"notices": ["could not read the new wishes from that message; kept the previous ones"]}
 
     def plan(state: RecbotState) -> dict[str, Any]:
+        if not planner:
+            return {"plan": [s.model_dump() for s in default_plan().steps if s.tool in allowed]}
         preference = Preference.model_validate(state["preference"])
         text = prompts["planner"].format(tools=tool_docs, preference=preference.describe(), message=state["question"])
         messages, faults = [user(text)], []
@@ -157,7 +167,7 @@ def build_recbot_graph(
     def clarify(state: RecbotState) -> dict[str, Any]:
         conflicts = Preference.model_validate(state["preference"]).conflicts()
         text = prompts["clarify"].format(message=state["question"], conflicts="; ".join(conflicts))
-        reply = _after_label(ask("responder", [user(text)], TEXT_STOP, 80), "Question:")
+        reply = _after_label(ask("responder", [user(text)], TEXT_STOP, 80), "Question:") if responder else ""
         if not reply.endswith("?"):  # a small model that does not ask still leaves the user a question
             reply = f"Your wishes contradict each other ({'; '.join(conflicts)}). Which do you mean?"
         return {"answer": reply, "clarification": True, "status": "ok"}
@@ -170,7 +180,7 @@ def build_recbot_graph(
             return {"answer": answer, "status": "ok"}
         titles = "; ".join(f"{i}. {p['summary']}" for i, p in enumerate(picks, 1))
         text = prompts["responder"].format(message=state["question"], picks=titles, relaxed=relaxed_note)
-        said = _after_label(ask("responder", [user(text)], TEXT_STOP, 80), "Reply:")
+        said = _after_label(ask("responder", [user(text)], TEXT_STOP, 80), "Reply:") if responder else ""
         intro = " ".join(SENTENCE_END.split(said)[:2]) or "Here is what I found."  # small models list every pick
         listing = [f"{i}. {p['summary']}: {p['why']}" for i, p in enumerate(picks, 1)]
         notes = [f"Note: {n}" for n in state["notices"] if not n.startswith("relaxed")]

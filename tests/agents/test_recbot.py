@@ -178,11 +178,26 @@ def test_multi_turn_revisions_through_the_sqlite_checkpointer(
     assert len({r.id for r in runs}) == 3 and all(r.status == "ok" for r in runs)
 
 
+def test_parser_only_turns_make_one_model_call(rec_catalog: Catalog, store: TrajectoryStore) -> None:
+    model = ScriptedModel([pref(type="Movie", genres=["comedy"], year_min=1990, year_max=1999)])
+    out = build(rec_catalog, model, store, planner=False, responder=False).invoke({"question": "a 90s comedy film"})
+    assert len(model.history) == 1 and out["status"] == "ok"
+    assert sorted(out["recommended"]) == ["m3", "m4", "m5"]  # the default chain, as after a failed plan
+    assert out["answer"].startswith("Here is what I found.\n1. ")
+    run = store.get(out["run_id"])
+    assert [s.role for s in run.steps if s.kind == "model"] == ["parser"]
+    contradiction = ScriptedModel([pref(year_min=2015, year_max=2000)])
+    out = build(rec_catalog, contradiction, store, responder=False).invoke({"question": "after 2015, before 2000"})
+    assert out["clarification"] and out["answer"].endswith("Which do you mean?") and len(contradiction.history) == 1
+
+
 def test_bad_settings_and_missing_tools_fail_before_any_call(rec_catalog: Catalog) -> None:
     with pytest.raises(ConfigError, match="'k' is 0"):
         build_recbot_graph(ScriptedModel([]), make_catalog_tools(rec_catalog), catalog=rec_catalog, k=0)
     with pytest.raises(ConfigError, match="catalog tools including filter or retrieve"):
         build_recbot_graph(ScriptedModel([]), [], catalog=rec_catalog)
+    with pytest.raises(ConfigError, match="'planner' is 'no': expected true or false"):
+        build_recbot_graph(ScriptedModel([]), make_catalog_tools(rec_catalog), catalog=rec_catalog, planner="no")
 
 
 def events(run: Run, name: str) -> list:  # noqa: ANN201 - steps
