@@ -89,10 +89,11 @@ def export(
 def _register() -> None:
     # Sub-commands live in their own modules (one job each); they are attached here, in one place.
     from agentdistill.commands.distill_data import dataset
+    from agentdistill.commands.distill_publish import publish
     from agentdistill.commands.distill_run import collect, evaluate, run
     from agentdistill.commands.distill_train import train
 
-    for command in (run, collect, dataset, train, evaluate):
+    for command in (run, collect, dataset, train, evaluate, publish):
         distill.add_command(command)
 
 

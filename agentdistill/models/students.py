@@ -4,6 +4,7 @@ Each lives in `agentdistill/data/students/<name>/` with the peft adapter files a
 card: base, agent, teacher, dataset hash, the command that reproduces it, held-out scores). `student:NAME`
 loads the base (a packaged model, converted once) with the adapter merged in, so a student runs in every
 graph, `chat`, `serve` and `bench` like any other spec; `student:DIR` still loads a trained dir.
+Students a user publishes (`distill publish`) live in `<home>/students/<name>/` and load the same way.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from agentdistill.errors import ModelNotFound, ModelUnavailable
 from agentdistill.models.base import ModelOptions
+from agentdistill.paths import home_dir
 
 CARD = "card.json"
 
@@ -45,14 +47,19 @@ def students_root() -> Path:
     return Path(str(resources.files("agentdistill") / "data" / "students"))
 
 
+def user_students_root() -> Path:
+    return home_dir() / "students"
+
+
 def packaged_students(root: Path | None = None) -> list[StudentCard]:
-    """Every shipped student with a readable card, by name."""
-    root = root or students_root()
-    cards = []
-    for folder in sorted(root.iterdir()) if root.is_dir() else ():
-        if (folder / CARD).is_file():
-            cards.append(read_card(folder))
-    return cards
+    """Every student with a readable card, by name: shipped ones, then the user's (or those under `root`)."""
+    roots = [root] if root is not None else [students_root(), user_students_root()]
+    cards: dict[str, StudentCard] = {}
+    for base in roots:
+        for folder in sorted(base.iterdir()) if base.is_dir() else ():
+            if (folder / CARD).is_file() and not folder.name.startswith("."):
+                cards.setdefault(folder.name, read_card(folder))  # a shipped student keeps its name
+    return list(cards.values())
 
 
 def read_card(folder: Path) -> StudentCard:
