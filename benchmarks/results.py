@@ -9,6 +9,7 @@ and `results()` keeps the first line per item id, so no item is ever counted twi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -139,6 +140,19 @@ class RunDir:
         if repair:
             run._cut_torn_tail()
         return run
+
+    def extend_items(self, item_ids: tuple[str, ...]) -> None:
+        """Grow the run to `item_ids`, which must start with the run's own items (results so far stay valid)."""
+        if tuple(item_ids[: len(self.spec.item_ids)]) != tuple(self.spec.item_ids):
+            raise RunDirError(
+                f"{self.path} holds a run over other items than the {len(item_ids)} asked for (its items are not the"
+                " first of them): continue it with its own settings, or choose another directory."
+            )
+        if len(item_ids) == len(self.spec.item_ids):
+            return
+        self.spec = dataclasses.replace(self.spec, item_ids=tuple(item_ids))
+        with atomic_write(self.path / RUN_FILE) as f:
+            json.dump(self.spec.to_dict(), f, indent=2)
 
     def append(self, result: ItemResult) -> None:
         """Add one finished item: a single write of one whole line, then fsync."""

@@ -292,6 +292,7 @@ class Pipeline:
                        label=label)  # fmt: skip
         if (path / "run.json").exists():
             run_dir = RunDir.open(path, repair=True)
+            run_dir.extend_items(spec.item_ids)  # a grown --train-limit adds items after those collected
             if not run_dir.pending_ids():
                 return summarize(run_dir.results())
         else:

@@ -25,11 +25,9 @@ EXECUTION_FIELDS = ("concurrency", "engine", "engine_slots", "item_timeout_s")
 
 
 class PlanMismatch(AgentDistillError):
-    def __init__(self, out: Path, field: str, old: Any, new: Any) -> None:
-        super().__init__(
-            f"{out} holds a distillation run with {field} = {old!r}, not {new!r}: continue it with the same flags "
-            "(see its plan.json), or pass another --out."
-        )
+    def __init__(self, out: Path, field: str, old: Any, new: Any, *, fix: str | None = None) -> None:
+        fix = fix or "continue it with the same flags (see its plan.json), or pass another --out."
+        super().__init__(f"{out} holds a distillation run with {field} = {old!r}, not {new!r}: {fix}")
 
 
 def _plan_options(fn: Any) -> Any:
@@ -119,9 +117,17 @@ def _check_plan(out: Path, plan: Any) -> None:
     if path.exists():
         old = json.loads(path.read_text(encoding="utf-8"))
         for key in new:
-            if key not in EXECUTION_FIELDS and old.get(key, ADDED_FIELDS.get(key)) != new[key]:
-                raise PlanMismatch(out, key, old.get(key, ADDED_FIELDS.get(key)), new[key])
-        return
+            if key in EXECUTION_FIELDS or old.get(key, ADDED_FIELDS.get(key)) == new[key]:
+                continue
+            if key == "train_limit" and new[key] > old[key] and not (out / "data" / "info.json").exists():
+                continue  # more teacher runs before any dataset was built: collection picks up where it stopped
+            if key == "train_limit" and new[key] > old[key]:
+                raise PlanMismatch(out, key, old[key], new[key],
+                                   fix=f"its dataset is built from {old[key]} items already; delete {out / 'data'}"
+                                       " (and a trained student) to grow it, or pass another --out.")  # fmt: skip
+            raise PlanMismatch(out, key, old.get(key, ADDED_FIELDS.get(key)), new[key])
+        if new["train_limit"] == old.get("train_limit"):
+            return
     with atomic_write(path) as f:
         json.dump(new, f, indent=2)
 

@@ -72,3 +72,13 @@ def test_same_work_ignores_label_and_time_but_not_items(tmp_path):
     assert not _spec().same_work(_spec(options={"sag_n": 4}))
     spec = RunSpec.from_dict(json.loads(json.dumps(_spec(options={"k": (1, 2)}).to_dict())))
     assert spec.same_work(_spec(options={"k": [1, 2]}))
+
+
+def test_a_run_grows_only_by_items_after_its_own(tmp_path):
+    run = RunDir.create(tmp_path / "r", _spec())
+    run.append(_result("a"))
+    run.extend_items(("a", "b", "c", "d"))
+    again = RunDir.open(tmp_path / "r")
+    assert again.spec.item_ids == ("a", "b", "c", "d") and again.pending_ids() == ["b", "c", "d"]
+    with pytest.raises(RunDirError, match="other items than the 4 asked for"):
+        again.extend_items(("x", "b", "c", "d"))

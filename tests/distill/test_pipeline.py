@@ -65,3 +65,27 @@ def test_distill_run_end_to_end(tmp_path: Path, tiny_model_dir: Path, home: Path
     # Other flags on the same --out are refused, naming the field.
     other = CliRunner().invoke(cli, [*args[:-3], "--eval-limit", "3", "--out", str(out)])
     assert other.exit_code != 0 and "eval_limit = 2, not 3" in str(other.exception)
+
+
+def test_collection_grows_with_the_train_limit_until_a_dataset_is_built(tmp_path: Path, home: Path):
+    teacher = _teacher_file(tmp_path, 4)
+    out = tmp_path / "out"
+
+    def collect(limit: int):  # noqa: ANN202
+        args = ["--home", str(home), "distill", "collect", "--agent", "codeact", "--suite", "gsm8k-sample",
+                "--teacher", f"scripted:{teacher}", "--train-limit", str(limit), "--eval-limit", "2",
+                "--max-steps", "1", "--concurrency", "1", "--out", str(out), "--json"]  # fmt: skip
+        return CliRunner().invoke(cli, args)
+
+    assert collect(2).exit_code == 0
+    first = (out / "collect" / "results.jsonl").read_text()
+    grown = collect(4)
+    assert grown.exit_code == 0, grown.output
+    lines = (out / "collect" / "results.jsonl").read_text()
+    assert lines.startswith(first) and len(lines.splitlines()) == 4  # the first two were not asked again
+    assert json.loads((out / "plan.json").read_text())["train_limit"] == 4
+    assert len(json.loads((out / "collect" / "run.json").read_text())["item_ids"]) == 4
+    (out / "data").mkdir()
+    (out / "data" / "info.json").write_text("{}")
+    refused = collect(6)
+    assert refused.exit_code != 0 and "its dataset is built from 4 items already" in str(refused.exception)
