@@ -69,6 +69,8 @@ def json_values(text: str) -> Iterator[Any | json.JSONDecodeError]:
                 yield decoder.raw_decode(chunk, start)[0]
             except json.JSONDecodeError as exc:
                 yield exc
+            except RecursionError:  # "[[[[..." deeper than the parser's recursion: a reply error, not ours
+                yield json.JSONDecodeError("JSON nested too deeply", chunk, start)
 
 
 _FINAL = re.compile(r"final answer\s*[:：]\s*", re.IGNORECASE)

@@ -166,6 +166,8 @@ def _literal(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError:
         pass
+    except RecursionError:  # nested deeper than the parser recurses: no argument a tool can take
+        return _FAILED
     try:
         value = ast.literal_eval(text)
         return json.loads(json.dumps(value))  # sets, tuples-as-keys, bytes: not arguments a tool can take

@@ -251,12 +251,28 @@ class _Worker:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+# the worker's messages and the types of their fields; anything else on the reply pipe is a protocol break
+_MESSAGE_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
+    "ready": {},
+    "start_failed": {"error": (str,)},
+    "done": {"error": (str, type(None)), "final": (bool,), "chars": (int,)},
+    "call": {"tool": (str,), "args": (list,), "kwargs": (dict,)},
+}
+
+
 def _decode(line: bytes) -> dict[str, Any]:
+    """A message from the worker, or _WorkerDied: code in the sandbox can write forged lines to this pipe."""
     try:
         message = json.loads(line)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # deep nesting exhausts the parser's recursion, not a ValueError
         raise _WorkerDied from exc
-    if not isinstance(message, dict):
+    if not isinstance(message, dict) or message.get("type") not in _MESSAGE_FIELDS:
+        raise _WorkerDied
+    for key, types in _MESSAGE_FIELDS[message["type"]].items():
+        value = message.get(key)
+        if key in message and (not isinstance(value, types) or isinstance(value, bool) != (bool in types)):
+            raise _WorkerDied
+    if message["type"] == "done" and message.get("chars", 0) < 0:
         raise _WorkerDied
     return message
 

@@ -277,3 +277,11 @@ def test_bare_input_maps_to_the_first_parameter_and_names_resolve_case_insensiti
     assert to_tool_call("Search", "capital", by_name).args == {"query": "capital"}
     assert to_tool_call("search", "", by_name).args == {}
     assert to_tool_call("nope", "x", by_name) == ToolCall("nope", {"input": "x"})
+
+
+def test_deeply_nested_json_in_a_reply_is_a_parse_error_the_model_sees(store: TrajectoryStore) -> None:
+    deep = "[" * 100_000
+    assert isinstance(parse_react(f"Action: search\nAction Input: {deep}"), (ReactAction, ParseFault))
+    model = ScriptedModel([f"Action: search\nAction Input: {deep}", "Final Answer: Canberra"])
+    out = graph_for(model, store).invoke({"question": "capital of Australia?"})
+    assert (out["answer"], out["status"]) == ("Canberra", "ok")

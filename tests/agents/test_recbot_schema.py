@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from agentdistill.agents.recbot_schema import (
@@ -149,3 +151,12 @@ def test_hard_and_soft_queries_split_the_constraints() -> None:
 def test_describe_shows_only_what_was_said() -> None:
     assert Preference().describe() == "{}"
     assert Preference(type="TV Show", vibe="cosy").describe() == '{"type": "TV Show", "vibe": "cosy"}'
+
+
+def test_deeply_nested_json_is_a_parse_error_not_a_crash() -> None:
+    from agentdistill.agents.common import json_values
+
+    [*values] = json_values("{" + '"a":' * 5 + "[" * 50_000)
+    assert values and all(isinstance(v, json.JSONDecodeError) for v in values[:3])
+    with pytest.raises(PreferenceParseError):
+        parse_preference("[" * 50_000, Preference(), VOCAB)

@@ -267,6 +267,24 @@ def test_worker_that_exits_is_reported_and_replaced(session: SandboxSession) -> 
     assert session.run("print('back')").stdout == "back\n"
 
 
+FORGED_REPLIES = {
+    "wrong field types": b'{"type": "done", "chars": "many", "error": {"x": 1}, "final": "yes"}',
+    "deep nesting": b"[" * 200_000,
+    "not an object": b'"done"',
+    "a call with junk": b'{"type": "call", "tool": 5, "args": {}, "kwargs": []}',
+}
+
+
+@pytest.mark.parametrize("forged", list(FORGED_REPLIES))
+def test_a_forged_protocol_line_is_a_crash_the_model_sees(session: SandboxSession, forged: str) -> None:
+    line = FORGED_REPLIES[forged] + b"\n"
+    code = (f"import os, time\nfor fd in range(3, 64):\n    try: os.write(fd, {line!r})\n"
+            "    except OSError: pass\ntime.sleep(5)")  # fmt: skip
+    result = session.run(code)
+    assert result.error is not None and "broke the host protocol" in result.error, result
+    assert session.run("print('back')").stdout == "back\n"
+
+
 def test_isolation_report_matches_the_options() -> None:
     open_net = PythonSandbox(SandboxConfig(timeout_s=TIMEOUT_S, network=True, user=None)).isolation
     assert not open_net.network and "network namespace" not in open_net.describe()
