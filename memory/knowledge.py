@@ -374,6 +374,7 @@ class KnowledgeStore:
             self.manifest(),
             write_index=lambda path: vector_index.write(self._index, path),
             write_db=self._backup_to,
+            based_on=self._manifest["generation"] if self._manifest else None,  # refuse to drop a concurrent save
         )
         self._manifest = json.loads((gen / store_files.MANIFEST).read_text(encoding="utf-8"))
         return gen
@@ -433,6 +434,35 @@ def open_store(
     return store
 
 
+def add_documents(
+    name: str,
+    root: str | Path,
+    documents: Sequence[Document | Mapping[str, Any]],
+    *,
+    upsert: bool = False,
+    embedder: Embedder | str | None = None,
+    progress: bool | None = None,
+    retries: int = 5,
+) -> tuple[KnowledgeStore, int]:
+    """Add documents to store `name` and save: (the saved store, chunks added).
+
+    When another writer saves the store in between (two `kb add` at once), this one's save is refused rather
+    than dropping theirs; the store is reopened with their change and the documents are added again.
+    """
+    for attempt in range(retries + 1):
+        store = open_store(name, root, embedder=embedder)
+        chunks = store.add(documents, upsert=upsert, progress=progress if attempt == 0 else False)
+        try:
+            store.save()
+            return store, chunks
+        except store_files.StoreChanged:
+            embedder = store.embedder  # loaded once, reused by the next attempt
+            store.close()
+            if attempt == retries:
+                raise
+    raise AssertionError("unreachable")
+
+
 def build_store(
     name: str,
     root: str | Path,
@@ -452,6 +482,7 @@ def build_store(
 
 
 __all__ = [
+    "add_documents",
     "CorruptStore",
     "Document",
     "DocumentNotFound",

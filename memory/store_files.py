@@ -82,6 +82,17 @@ class NewerFormat(StoreError):
         )
 
 
+class StoreChanged(StoreError):
+    """Another writer saved the store after this change was read from it; nothing was written."""
+
+    def __init__(self, directory: Path, based_on: str, current: str | None) -> None:
+        super().__init__(
+            f"store {directory.name!r} changed while this change was made: it was read at {based_on}, another writer"
+            f" saved {current or 'a deletion'} since; nothing was written. Run the change again."
+        )
+        self.based_on, self.current = based_on, current
+
+
 @dataclass(frozen=True)
 class StoreInfo:
     """What `kb info` and `kb list` show; read from the manifest without loading the index."""
@@ -239,10 +250,19 @@ def write_generation(
     *,
     write_index: Callable[[Path], None],
     write_db: Callable[[Path], None],
+    based_on: str | None = None,
 ) -> Path:
-    """Write a whole new generation, switch CURRENT to it, then remove the others. Returns its directory."""
+    """Write a whole new generation, switch CURRENT to it, then remove the others. Returns its directory.
+
+    `based_on` is the generation the change was read from: if another writer switched CURRENT since, the
+    change would drop that writer's work, so StoreChanged is raised and nothing is written.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     with _locked(directory):
+        if based_on is not None:
+            current = (directory / CURRENT).read_text().strip() if (directory / CURRENT).is_file() else None
+            if current != based_on:
+                raise StoreChanged(directory, based_on, current)
         gens = _generations(directory)
         gen = directory / f"gen-{(max(gens, default=0) + 1):04d}"
         gen.mkdir()

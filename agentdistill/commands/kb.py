@@ -114,12 +114,11 @@ def build(
 @click.option("--json", "as_json", is_flag=True)
 def add(name: str, source: Path, upsert: bool, embedder: str | None, as_json: bool) -> None:
     """Add documents to store NAME (same chunking and embedder as its build) and save a new generation."""
-    from agentdistill.memory.knowledge import load_documents, open_store
+    from agentdistill.memory.knowledge import add_documents, load_documents
 
-    store = open_store(name, kb_root(), embedder=embedder)
     docs = load_documents(source)
-    chunks = store.add(docs, upsert=upsert, progress=None if not as_json else False)
-    store.save()
+    store, chunks = add_documents(name, kb_root(), docs, upsert=upsert, embedder=embedder,
+                                  progress=None if not as_json else False)  # fmt: skip
     info = store.info().to_dict()
     if as_json:
         emit_json({"added_documents": len(docs), "added_chunks": chunks, "store": info})

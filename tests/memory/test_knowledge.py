@@ -25,6 +25,7 @@ from agentdistill.memory.knowledge import (
     KnowledgeConfig,
     KnowledgeStore,
     StoreNotFound,
+    add_documents,
     build_store,
     delete_store,
     list_stores,
@@ -290,3 +291,32 @@ def test_minilm_finds_the_supporting_passage_in_the_sample_kb(tmp_path: Path) ->
     reopened = open_store("sample", tmp_path, embedder=store.embedder)
     assert [h.id for h in reopened.search("Grand Slam women's doubles titles Liezel Huber", k=3)][0] == "liezel-huber#0"
     assert os.path.getsize(tmp_path / "sample" / "gen-0001" / "index.faiss") > 384 * 4 * len(store)
+
+
+def test_a_save_based_on_an_old_generation_is_refused_not_lost(tmp_path: Path) -> None:
+    build_store("race", tmp_path, ANIMALS[:2], embedder=hashing())
+    first, second = open_store("race", tmp_path, embedder=hashing()), open_store("race", tmp_path, embedder=hashing())
+    first.add(ANIMALS[2:3])
+    first.save()
+    second.add(ANIMALS[3:4])
+    with pytest.raises(store_files.StoreChanged, match="changed while this change was made.*Run the change again"):
+        second.save()
+    assert sorted(d.id for d in open_store("race", tmp_path).documents()) == ["cat", "dog", "eagle"]
+
+
+def test_concurrent_adds_keep_both_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    build_store("race", tmp_path, ANIMALS[:1], embedder=hashing())
+    real_add = KnowledgeStore.add
+    raced = []
+
+    def add_while_another_writer_saves(self, documents, **kw):  # noqa: ANN001, ANN202
+        chunks = real_add(self, documents, **kw)
+        if not raced:  # the other `kb add` saves while this one is still embedding
+            raced.append(True)
+            add_documents("race", tmp_path, many_docs(200), embedder=hashing())
+        return chunks
+
+    monkeypatch.setattr(KnowledgeStore, "add", add_while_another_writer_saves)
+    store, chunks = add_documents("race", tmp_path, ANIMALS[1:], embedder=hashing())
+    assert chunks == 3
+    assert len(list(open_store("race", tmp_path).documents())) == 1 + 3 + 200
