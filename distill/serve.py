@@ -39,6 +39,8 @@ from agentdistill.models.base import ChatModel, Completion, Message, TokenCallba
 
 log = logging.getLogger(__name__)
 
+FALLBACK_CONTEXT = 8192  # the cap on max_tokens when a backend does not say its context window
+DISCONNECT_POLL_S = 0.25  # how often a non-streaming request checks that its client is still there
 DEFAULT_MAX_TOKENS = (
     512  # when a request sets no limit; the API's "up to the context" would let one call run for minutes
 )
@@ -173,23 +175,40 @@ class _Runner:
             )
 
 
+def context_of(model: ChatModel) -> int:
+    """The model's context window in tokens, where its backend says; else FALLBACK_CONTEXT."""
+    for attr in ("n_ctx", "context_length", "max_context"):
+        value = getattr(model, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return FALLBACK_CONTEXT
+
+
 def create_app(
     model: ChatModel,
     *,
     model_name: str | None = None,
     max_concurrent: int = 1,
     default_max_tokens: int = DEFAULT_MAX_TOKENS,
+    max_tokens_cap: int | None = None,
     api_key: str | None = None,
 ) -> FastAPI:
     """An OpenAI-compatible app over `model`, served under `model_name` (default: the model's spec).
 
     `api_key`, when set, must come as `Authorization: Bearer <key>` (for a server not bound to 127.0.0.1).
+    A request asking for more than `max_tokens_cap` tokens (default: the model's context) is a 400. A
+    generation stops at its next token when its client hangs up or the server is stopping
+    (`app.state.stopping`, set by `serve` on SIGINT/SIGTERM).
     """
     if max_concurrent < 1:
         raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent}")
+    cap = max_tokens_cap or context_of(model)
+    if cap < 1:
+        raise ValueError(f"max_tokens_cap must be >= 1, got {cap}")
     name = model_name or model.spec
     runner = _Runner(model, max_concurrent)
     app = FastAPI(title="agentdistill serve", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.stopping = stopping = threading.Event()
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -214,15 +233,22 @@ def create_app(
         return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "agentdistill"}]}
 
     @app.post("/v1/chat/completions", response_model=None, dependencies=[Depends(check_key)])
-    async def chat_completions(body: ChatRequest) -> JSONResponse | StreamingResponse:
+    async def chat_completions(body: ChatRequest, request: Request) -> JSONResponse | StreamingResponse:
         if body.model and body.model != name:
             return error_response(
                 404, f"The model `{body.model}` does not exist: this server serves `{name}`.", code="model_not_found"
             )
+        asked = body.max_completion_tokens or body.max_tokens or min(default_max_tokens, cap)
+        if asked > cap:
+            field = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
+            return error_response(
+                400, f"{field} is {asked}: this server generates at most {cap} tokens per request (the model's"
+                " context, or `serve --max-tokens-cap`); ask for fewer.", param=field,
+            )  # fmt: skip
         call = _Call(
             messages=[m.to_message() for m in body.messages],
             stop=body.stops,
-            max_tokens=body.max_completion_tokens or body.max_tokens or default_max_tokens,
+            max_tokens=asked,
             temperature=1.0 if body.temperature is None else body.temperature,  # the API's default
             n=body.n,
             seed=body.seed,
@@ -231,12 +257,25 @@ def create_app(
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return StreamingResponse(
-                _sse(runner, call, meta, include_usage),
+                _sse(runner, call, meta, include_usage, stopping),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache"},
             )
+        gone = threading.Event()
+
+        def on_token(delta: str) -> None:
+            if gone.is_set() or stopping.is_set():
+                raise _ClientGone
+
+        work = asyncio.ensure_future(anyio.to_thread.run_sync(runner.generate, call, on_token if call.n == 1 else None))
+        while not work.done():  # the slot stays held until generate returns, so keep waiting after a hang-up
+            await asyncio.wait({work}, timeout=DISCONNECT_POLL_S)
+            if not gone.is_set() and not work.done() and await request.is_disconnected():
+                gone.set()
         try:
-            completions = await anyio.to_thread.run_sync(runner.generate, call)
+            completions = work.result()
+        except _ClientGone:
+            return error_response(503, "the generation was stopped: the client left or the server is stopping")
         except Exception as exc:  # the HTTP edge: any model failure becomes a 500 the client can read
             log.exception("model %s failed on a chat request", name)
             return error_response(500, _describe(exc))
@@ -260,7 +299,9 @@ def create_app(
     return app
 
 
-async def _sse(runner: _Runner, call: _Call, meta: dict[str, Any], include_usage: bool) -> AsyncIterator[str]:
+async def _sse(
+    runner: _Runner, call: _Call, meta: dict[str, Any], include_usage: bool, stopping: threading.Event
+) -> AsyncIterator[str]:
     """Server-sent events: role chunk, content deltas, a finish chunk per choice, usage, `[DONE]`.
 
     With n == 1 the deltas are the model's own as it produces them; n > 1 samples cannot stream
@@ -275,7 +316,7 @@ async def _sse(runner: _Runner, call: _Call, meta: dict[str, Any], include_usage
             loop.call_soon_threadsafe(events.put_nowait, (kind, payload))
 
     def on_token(delta: str) -> None:
-        if gone.is_set():
+        if gone.is_set() or stopping.is_set():
             raise _ClientGone
         put("delta", delta)
 
@@ -381,6 +422,7 @@ def serve(
     *,
     model_name: str | None = None,
     max_concurrent: int = 1,
+    max_tokens_cap: int | None = None,
     api_key: str | None = None,
     log_level: str = "info",
     on_ready: Callable[[str], None] | None = None,
@@ -390,15 +432,29 @@ def serve(
     There is no authentication unless `api_key` is set: keep the default 127.0.0.1 unless the network
     is trusted. `on_ready(base_url)` is called once the port is bound (the CLI prints it).
     """
-    app = create_app(model, model_name=model_name, max_concurrent=max_concurrent, api_key=api_key)
+    app = create_app(model, model_name=model_name, max_concurrent=max_concurrent, max_tokens_cap=max_tokens_cap,
+                     api_key=api_key)  # fmt: skip
     sock = bind(host, port)
     if on_ready is not None:
         on_ready(_url(host, sock.getsockname()[1]))
-    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=5))
+    server = _StoppingServer(app.state.stopping, uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=2))
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
+
+
+class _StoppingServer(uvicorn.Server):
+    """uvicorn, but a stop signal first tells running generations to end at their next token: uvicorn alone
+    waits for open requests, and a long generation would hold the process for minutes after Ctrl-C."""
+
+    def __init__(self, stopping: threading.Event, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.stopping = stopping
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self.stopping.set()
+        super().handle_exit(sig, frame)
 
 
 class ServerThread:

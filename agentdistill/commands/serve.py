@@ -6,7 +6,10 @@ on the student in another process, exactly as it would against vLLM.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+from click.core import ParameterSource
 
 from agentdistill.commands.common import settings
 
@@ -23,7 +26,25 @@ from agentdistill.commands.common import settings
     type=click.IntRange(1),
     help="Requests generating at once; >1 only helps backends that batch (hf: on a GPU).",
 )
-@click.option("--api-key", default=None, help="Require `Authorization: Bearer KEY` (for a non-local --host).")
+@click.option(
+    "--max-tokens-cap",
+    type=click.IntRange(1),
+    default=None,
+    help="Most tokens one request may ask for (default: the model's context window); more is a 400.",
+)
+@click.option(
+    "--api-key",
+    envvar="AGENTDISTILL_API_KEY",
+    default=None,
+    help="Require `Authorization: Bearer KEY` (for a non-local --host). Prefer the AGENTDISTILL_API_KEY variable"
+    " or --api-key-file: a key on the command line is visible to every user in `ps`.",
+)
+@click.option(
+    "--api-key-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Read the API key from this file (first line).",
+)
 @click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
 )
@@ -35,12 +56,25 @@ def serve(
     port: int,
     name: str | None,
     max_concurrent: int,
+    max_tokens_cap: int | None,
     api_key: str | None,
+    api_key_file: Path | None,
     log_level: str,
 ) -> None:
-    """Serve a model as an OpenAI-compatible chat completions endpoint until Ctrl-C."""
+    """Serve a model as an OpenAI-compatible chat completions endpoint until Ctrl-C or SIGTERM."""
     from agentdistill.distill.serve import serve as run_server
     from agentdistill.models import make_chat_model
+
+    if api_key_file is not None:
+        if api_key is not None:
+            raise click.UsageError("give the API key one way: --api-key-file, --api-key or AGENTDISTILL_API_KEY")
+        lines = api_key_file.read_text(encoding="utf-8").splitlines()
+        api_key = lines[0].strip() if lines else ""
+        if not api_key:
+            raise click.BadParameter(f"{api_key_file} line 1: empty; write the key there", param_hint="--api-key-file")
+    elif api_key is not None and ctx.get_parameter_source("api_key") == ParameterSource.COMMANDLINE:
+        click.echo("warning: --api-key is visible to other users in `ps`; use AGENTDISTILL_API_KEY or --api-key-file",
+                   err=True)  # fmt: skip
 
     model = make_chat_model(spec, settings(ctx).model_options())
     served = name or spec
@@ -55,6 +89,7 @@ def serve(
         port=port,
         model_name=served,
         max_concurrent=max_concurrent,
+        max_tokens_cap=max_tokens_cap,
         api_key=api_key,
         log_level=log_level,
         on_ready=ready,

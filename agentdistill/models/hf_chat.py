@@ -158,6 +158,12 @@ class TransformersChatModel:
         )
         return enc["input_ids"].to(self._model.device)
 
+    @property
+    def context_length(self) -> int | None:
+        """The model's context window (max_position_embeddings), None when its config does not say."""
+        value = getattr(getattr(self._model, "config", None), "max_position_embeddings", None)
+        return value if isinstance(value, int) else None
+
     def generate(
         self,
         messages: Sequence[Message],

@@ -376,3 +376,101 @@ def test_served_smollm2_answers_like_the_model_in_process(student_hf_dir: Path) 
         local.usage.prompt_tokens,
         local.usage.completion_tokens,
     )
+
+
+def test_max_tokens_past_the_cap_is_a_400_naming_it() -> None:
+    with served(SlowModel(words=2), max_tokens_cap=64) as srv:
+        too_many = post(srv, {"messages": [{"role": "user", "content": "go"}], "max_tokens": 10**30})
+        assert too_many.status_code == 400
+        error = too_many.json()["error"]
+        assert error["param"] == "max_tokens" and "at most 64 tokens per request" in error["message"]
+        assert post(srv, {"messages": [{"role": "user", "content": "go"}], "max_tokens": 64}).status_code == 200
+
+
+def test_a_client_leaving_a_plain_request_stops_its_generation_and_frees_the_slot() -> None:
+    model = SlowModel(words=2000, pause_s=0.01)
+    with served(model) as srv:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{srv.base_url}/chat/completions", json={"messages": [{"role": "user", "content": "go"}]},
+                       timeout=0.5)  # fmt: skip
+        deadline = time.monotonic() + 10
+        while model.aborted == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert (model.aborted, model.finished) == (1, 0)  # not the 20 s the 2000 words would take
+        model.words = 2
+        started = time.monotonic()
+        assert client(srv).generate([user("next")])[0].text == "w0 w1 "  # the one slot is free again
+        assert time.monotonic() - started < 5
+
+
+SLOW_SERVER = """
+import sys, time
+from agentdistill.distill.serve import serve
+from agentdistill.models.base import Completion, StopStreamer, Usage
+
+class Endless:
+    spec = "endless:test"
+    def generate(self, messages, *, stop=(), max_tokens=512, temperature=0.0, n=1, seed=None, on_token=None):
+        streamer = StopStreamer(stop, on_token)
+        for i in range(100_000):
+            time.sleep(0.01)
+            streamer.feed("w ")
+        return [Completion(text=streamer.finish(), usage=Usage(1, 1))]
+
+serve(Endless(), port=0, log_level="warning", api_key=sys.argv[1] if len(sys.argv) > 1 else None,
+      on_ready=lambda url: print(url, file=sys.stderr, flush=True))
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_stop_signal_ends_the_server_within_five_seconds_mid_generation(sig: str) -> None:
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_SERVER], stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        base_url = proc.stderr.readline().strip()
+        waiting = threading.Thread(
+            target=lambda: httpx.post(f"{base_url}/chat/completions", timeout=60,
+                                      json={"messages": [{"role": "user", "content": "go"}], "max_tokens": 8000}),
+        )  # fmt: skip
+        waiting.start()
+        time.sleep(1.0)  # the generation is under way
+        started = time.monotonic()
+        proc.send_signal(getattr(signal, sig))
+        proc.wait(timeout=5)
+        assert time.monotonic() - started < 5
+        waiting.join(timeout=5)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_the_cli_reads_the_api_key_from_the_environment_or_a_file(tmp_path: Path) -> None:
+    replies = tmp_path / "replies.json"
+    replies.write_text(json.dumps(["ok"] * 4), encoding="utf-8")
+    key_file = tmp_path / "key"
+    key_file.write_text("from-file\n")
+    code = "import sys; from agentdistill.commands.serve import serve; serve.main(sys.argv[1:])"
+    for extra, env_key, key in (([], "from-env", "from-env"), (["--api-key-file", str(key_file)], None, "from-file")):
+        env = {**os.environ, "AGENTDISTILL_HOME": str(tmp_path)}
+        env.pop("AGENTDISTILL_API_KEY", None)
+        if env_key:
+            env["AGENTDISTILL_API_KEY"] = env_key
+        proc = subprocess.Popen([sys.executable, "-c", code, "--model", f"scripted:{replies}", "--port", "0",
+                                 "--name", NAME, "--log-level", "warning", *extra],
+                                stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+        try:
+            assert proc.stderr is not None
+            line = proc.stderr.readline()
+            found = re.search(r"at (http://127\.0\.0\.1:\d+/v1)", line)
+            assert found, line
+            url = f"{found.group(1)}/chat/completions"
+            body = {"messages": [{"role": "user", "content": "hi"}]}
+            assert httpx.post(url, json=body, timeout=20).status_code == 401
+            answer = httpx.post(url, json=body, timeout=20, headers={"Authorization": f"Bearer {key}"})
+            assert answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"] == "ok"
+            assert key not in " ".join(proc.args)  # type: ignore[arg-type]
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
