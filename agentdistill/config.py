@@ -108,6 +108,11 @@ def load_config(
             raw = tomllib.loads(Path(file).read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("(file)", str(file), f"valid TOML ({exc})", source=source) from exc
+        except UnicodeDecodeError as exc:
+            data = Path(file).read_bytes()
+            line = data.count(b"\n", 0, exc.start) + 1
+            raise ConfigError("(file)", str(file), f"UTF-8 text (byte 0x{data[exc.start]:02x} on line {line} is not)",
+                              source=source) from None  # fmt: skip
         for key, value in _flatten(raw).items():
             if key not in fields:
                 raise UnknownConfigKey(key, list(fields), source=source)

@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from agentdistill.errors import AgentDistillError, ConfigError, InputDataError
+from agentdistill.jsonl import text_lines
 from agentdistill.memory.trajectories import TrajectoryStore
 from agentdistill.models.base import Message
 from agentdistill.paths import atomic_write
@@ -498,16 +499,15 @@ def save_examples(path: str | Path, examples: Sequence[ChatExample]) -> None:
 def load_examples(path: str | Path) -> list[ChatExample]:
     """Read a JSONL file of examples; a bad line raises InputDataError naming file:line."""
     out = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                out.append(ChatExample.from_dict(json.loads(line)))
-            except json.JSONDecodeError as exc:
-                raise InputDataError(path, number, f"not valid JSON ({exc.msg})") from exc
-            except (TypeError, KeyError, ValueError, AttributeError) as exc:
-                raise InputDataError(path, number, f"not a chat example: {exc}") from exc
+    for number, line in text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            out.append(ChatExample.from_dict(json.loads(line)))
+        except json.JSONDecodeError as exc:
+            raise InputDataError(path, number, f"not valid JSON ({exc.msg})") from exc
+        except (TypeError, KeyError, ValueError, AttributeError, RecursionError) as exc:
+            raise InputDataError(path, number, f"not a chat example: {exc}") from exc
     return out
 
 

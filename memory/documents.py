@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from agentdistill.errors import AgentDistillError, InputDataError
+from agentdistill.jsonl import text_lines
 
 TEXT_SUFFIXES = (".txt", ".md")
 _WORD = re.compile(r"\S+")
@@ -63,15 +64,16 @@ def as_document(item: Document | Mapping[str, Any], *, source: str = "<input>", 
 def read_jsonl(path: str | Path) -> Iterator[Document]:
     """One JSON object per line; a blank or broken line is an error, not something to skip silently."""
     path = Path(path)
-    with path.open(encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                raise InputDataError(path, number, "empty line: expected a JSON object with id, title and text")
-            try:
-                item = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise InputDataError(path, number, f"not valid JSON ({exc.msg} at column {exc.colno})") from exc
-            yield as_document(item, source=str(path), line=number)
+    for number, raw in text_lines(path):
+        if not raw.strip():
+            raise InputDataError(path, number, "empty line: expected a JSON object with id, title and text")
+        try:
+            item = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise InputDataError(path, number, f"not valid JSON ({exc.msg} at column {exc.colno})") from exc
+        except RecursionError:
+            raise InputDataError(path, number, "JSON nested too deeply") from None
+        yield as_document(item, source=str(path), line=number)
 
 
 def read_folder(folder: str | Path) -> Iterator[Document]:

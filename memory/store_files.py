@@ -12,6 +12,7 @@ by the next save.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -174,7 +175,9 @@ def read_manifest(gen: Path, *, name: str) -> dict[str, Any]:
     path = gen / MANIFEST
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except FileNotFoundError:
+        raise CorruptStore(path, "is missing", name=name) from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise CorruptStore(path, f"not valid JSON ({exc})", name=name) from exc
     if not isinstance(manifest, dict) or "format_version" not in manifest:
         raise CorruptStore(path, "not a knowledge store manifest", name=name)
@@ -186,7 +189,11 @@ def read_manifest(gen: Path, *, name: str) -> dict[str, Any]:
 def read_info(name: str, root: str | Path) -> StoreInfo:
     directory = _existing_dir(root, name)
     gen = current_generation(directory)
-    return StoreInfo.from_manifest(read_manifest(gen, name=name), path=directory, generation=gen)
+    manifest = read_manifest(gen, name=name)
+    try:
+        return StoreInfo.from_manifest(manifest, path=directory, generation=gen)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptStore(gen / MANIFEST, f"lacks or mangles a field ({exc!r})", name=name) from None
 
 
 def load_generation(directory: Path, *, name: str, root: Path) -> LoadedGeneration:
@@ -208,6 +215,9 @@ def _load(gen: Path, *, name: str) -> LoadedGeneration:
         actual = (gen / file).stat().st_size
         if actual != expected:
             raise CorruptStore(gen / file, f"{actual} bytes, the manifest says {expected}", name=name)
+    for file, expected in manifest.get("sha256", {}).items():  # stores saved before checksums have none
+        if _sha256(gen / file) != expected:
+            raise CorruptStore(gen / file, "its bytes changed since it was saved (sha256 differs)", name=name)
     index_path = gen / INDEX_FILE
     if not index_path.is_file():
         raise FileNotFoundError(2, "missing", str(index_path))
@@ -275,6 +285,7 @@ def write_generation(
             "generation": gen.name,
             "saved": datetime.now(UTC).isoformat(timespec="seconds"),
             "files": {file: (gen / file).stat().st_size for file in (INDEX_FILE, DB_FILE)},
+            "sha256": {file: _sha256(gen / file) for file in (INDEX_FILE, DB_FILE)},
         }
         with atomic_write(gen / MANIFEST) as handle:
             json.dump(full, handle, indent=2, sort_keys=True)
@@ -310,6 +321,14 @@ def _existing_dir(root: str | Path, name: str, *, allow_partial: bool = False) -
 
 def _generations(directory: Path) -> list[int]:
     return sorted(int(m.group(1)) for p in directory.iterdir() if (m := _GEN.fullmatch(p.name)) and p.is_dir())
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _fsync_file(path: Path) -> None:

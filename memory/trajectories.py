@@ -8,6 +8,7 @@ Schema changes go through numbered migration functions recorded in `PRAGMA user_
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agentdistill.errors import InputDataError, StoreError
+from agentdistill.jsonl import text_lines
 from agentdistill.paths import atomic_write
 from agentdistill.trajectory import SCHEMA_VERSION, Run, RunStatus, Step, StepError
 
@@ -89,8 +91,23 @@ class TrajectoryStore:
             ) from exc
         return cls(db, path)
 
-    def close(self) -> None:
+    @contextlib.contextmanager
+    def _guarded(self) -> Iterator[None]:
+        """The connection lock; SQLite finding a damaged page mid-query becomes a StoreError naming the file."""
         with self._lock:
+            try:
+                yield
+            except sqlite3.DatabaseError as exc:
+                if type(exc) is not sqlite3.DatabaseError:  # IntegrityError, OperationalError...: not damage
+                    raise
+                raise StoreError(
+                    f"trajectory store {self.path} is damaged ({exc}): export what is readable with `sqlite3"
+                    f" {self.path} .recover`, or move it aside and import a JSONL export with `agentdistill"
+                    " trajectories import`."
+                ) from None
+
+    def close(self) -> None:
+        with self._lock:  # close only: a damaged file must still close
             self._db.close()
 
     def __enter__(self) -> TrajectoryStore:
@@ -101,7 +118,7 @@ class TrajectoryStore:
 
     # -- writes ---------------------------------------------------------------------------------------------
     def _write(self, sql: str, args: Sequence[Any]) -> int:
-        with self._lock:
+        with self._guarded():
             return self._db.execute(sql, args).rowcount
 
     def start_run(self, run: Run) -> None:
@@ -116,7 +133,7 @@ class TrajectoryStore:
     def annotate_last_model_step(
         self, run_id: str, *, parsed: Mapping[str, Any] | None, error: StepError | None
     ) -> None:
-        with self._lock:
+        with self._guarded():
             row = self._db.execute(
                 "SELECT idx, body FROM steps WHERE run_id=? AND kind='model' ORDER BY idx DESC LIMIT 1", (run_id,)
             ).fetchone()
@@ -149,7 +166,7 @@ class TrajectoryStore:
     # -- reads ------------------------------------------------------------------------------------------------
     def get(self, run_id: str) -> Run:
         """The run with all its steps; a unique id prefix is accepted (as `trajectories show` prints them)."""
-        with self._lock:
+        with self._guarded():
             rows = self._db.execute("SELECT * FROM runs WHERE id LIKE ? LIMIT 2", (run_id + "%",)).fetchall()
         if len(rows) != 1:
             problem = "no run" if not rows else "more than one run"
@@ -159,7 +176,7 @@ class TrajectoryStore:
         return self._with_steps(_run_from_row(rows[0]))
 
     def _with_steps(self, run: Run) -> Run:
-        with self._lock:
+        with self._guarded():
             rows = self._db.execute("SELECT body FROM steps WHERE run_id=? ORDER BY idx", (run.id,)).fetchall()
         run.steps = [Step.from_dict(json.loads(r[0])) for r in rows]
         return run
@@ -178,14 +195,14 @@ class TrajectoryStore:
         """Runs matching every given filter, oldest first. `model` matches any role's spec."""
         where, args = _filters(agent=agent, status=status, min_score=min_score, suite=suite, model=model)
         sql = f"SELECT * FROM runs {where} ORDER BY created_at, rowid" + (f" LIMIT {int(limit)}" if limit else "")
-        with self._lock:
+        with self._guarded():
             rows = self._db.execute(sql, args).fetchall()
         found = [_run_from_row(r) for r in rows]
         return [self._with_steps(r) for r in found] if with_steps else found
 
     def count(self, **filters: Any) -> int:
         where, args = _filters(**filters)
-        with self._lock:
+        with self._guarded():
             return int(self._db.execute(f"SELECT count(*) FROM runs {where}", args).fetchone()[0])
 
     def iter_runs(self, **filters: Any) -> Iterator[Run]:
@@ -208,18 +225,19 @@ class TrajectoryStore:
         Every line is validated before anything is written, so a bad file adds nothing.
         """
         parsed: list[Run] = []
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    parsed.append(Run.from_dict(json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    raise InputDataError(path, number, f"not valid JSON ({exc.msg})") from exc
-                except TypeError as exc:
-                    raise InputDataError(path, number, f"not a run record: {exc}") from exc
+        for number, line in text_lines(path):
+            if not line.strip():
+                continue
+            try:
+                parsed.append(Run.from_dict(json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise InputDataError(path, number, f"not valid JSON ({exc.msg})") from exc
+            except RecursionError:
+                raise InputDataError(path, number, "JSON nested too deeply") from None
+            except TypeError as exc:
+                raise InputDataError(path, number, f"not a run record: {exc}") from exc
         added = skipped = 0
-        with self._lock:
+        with self._guarded():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 for run in parsed:

@@ -197,6 +197,9 @@ def list_(as_json: bool) -> None:
             row["saved"] or "",
         )
     _console().print(table)
+    for row in rows:
+        if "problem" in row:
+            click.echo(f"{row['name']}: {row['problem']}", err=True)
 
 
 @kb.command("delete")

@@ -198,7 +198,13 @@ def test_corrupted_index_file_is_named(tmp_path: Path) -> None:
     store = build_store("bad", tmp_path, ANIMALS, embedder=hashing())
     index_file = tmp_path / "bad" / "gen-0001" / "index.faiss"
     size = index_file.stat().st_size
-    index_file.write_bytes(b"garbage!" * (size // 8) + b"x" * (size % 8))  # same size: only FAISS can tell
+    index_file.write_bytes(b"garbage!" * (size // 8) + b"x" * (size % 8))  # same size: the checksum tells
+    with pytest.raises(CorruptStore, match=r"index\.faiss: its bytes changed since it was saved"):
+        open_store("bad", tmp_path)
+    manifest_file = tmp_path / "bad" / "gen-0001" / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    del manifest["sha256"]  # a store saved before checksums: FAISS itself still refuses the garbage
+    manifest_file.write_text(json.dumps(manifest))
     with pytest.raises(CorruptStore, match=r"index\.faiss: FAISS cannot read it"):
         open_store("bad", tmp_path)
     index_file.write_bytes(b"short")
