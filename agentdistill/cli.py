@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,19 +47,31 @@ for group in (chat, ask, bench, catalog, demo, distill, engine, kb, models, serv
     cli.add_command(group)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: a stopped job winds down as after Ctrl-C (runs finished, files whole)."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: user-fixable errors print one line and exit 2; --debug shows the traceback."""
     args = list(sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGTERM, _terminated)  # `serve` installs uvicorn's own handlers while it serves
     try:
-        cli.main(args=args, prog_name="agentdistill", standalone_mode=False)
+        code = cli.main(args=args, prog_name="agentdistill", standalone_mode=False)
+        if isinstance(code, int) and code != 0:  # ctx.exit(N): click returns N instead of exiting with it
+            sys.exit(code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except (click.Abort, KeyboardInterrupt):
-        click.echo("aborted", err=True)
-        sys.exit(130)
+    except (click.Abort, KeyboardInterrupt) as exc:
+        terminated = isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated)  # click wraps it in Abort
+        click.echo("terminated" if terminated else "aborted", err=True)
+        sys.exit(128 + signal.SIGTERM if terminated else 130)
     except AgentDistillError as exc:
         if "--debug" in args:
             raise

@@ -285,4 +285,7 @@ def load_dataset(
     """
     if loader not in LOADERS:
         raise UnknownLoader(loader)
-    return LOADERS[loader](Path(path), limit=limit, fields=fields)
+    items = LOADERS[loader](Path(path), limit=limit, fields=fields)
+    if not items and limit != 0:  # a run over nothing would "succeed" with accuracy 0/0
+        raise InputDataError(path, 1, "the file holds no items: expected one JSON object per line")
+    return items

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,3 +29,10 @@ class Item:
     @property
     def answer(self) -> str:
         return self.answers[0] if self.answers else ""
+
+
+def items_digest(items: Sequence[Item]) -> str:
+    """sha256 of what decides each item's score (id, question, answers, answerable), in order: a resumed run
+    whose data file was edited under the same name is told apart from the run it continues."""
+    rows = [[item.id, item.question, list(item.answers), item.answerable] for item in items]
+    return hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode("utf-8")).hexdigest()

@@ -9,11 +9,13 @@ and `results()` keeps the first line per item id, so no item is ever counted twi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +25,7 @@ from agentdistill.paths import atomic_write
 
 ItemStatus = Literal["ok", "max_steps", "error", "timeout"]
 RETRY = "retry_on_resume"  # meta flag of an error item whose model was unreachable: `--resume` runs it again
-RUN_FILE, RESULTS_FILE = "run.json", "results.jsonl"
+RUN_FILE, RESULTS_FILE, LOCK_FILE = "run.json", "results.jsonl", ".lock"
 FORMAT_VERSION = 1
 
 
@@ -45,6 +47,7 @@ class RunSpec:
     kb: str | None = None  # the KB name asked for (None: the suite's own)
     embedder: str | None = None  # embedder of the suite's pooled KB (None: the default)
     label: str | None = None  # the name shown in reports (default: agent/model)
+    items_sha256: str | None = None  # items_digest of item_ids' items (None: a run saved before digests)
     created_at: float = field(default_factory=time.time)
     format_version: int = FORMAT_VERSION
 
@@ -55,7 +58,9 @@ class RunSpec:
     def same_work(self, other: RunSpec) -> bool:
         """Same suite, agent, model, items and settings: the results of one may be continued by the other."""
         keys = ("suite", "agent", "model", "item_ids", "seed", "max_steps", "options", "kb", "embedder")
-        return all(_plain(getattr(self, k)) == _plain(getattr(other, k)) for k in keys)
+        same = all(_plain(getattr(self, k)) == _plain(getattr(other, k)) for k in keys)
+        digests = (self.items_sha256, other.items_sha256)
+        return same and (None in digests or digests[0] == digests[1])
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(asdict(self))
@@ -141,7 +146,31 @@ class RunDir:
             run._cut_torn_tail()
         return run
 
-    def extend_items(self, item_ids: tuple[str, ...]) -> None:
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Held while a process runs items of this run: a second one (two `--resume` at once) is refused, where it
+        would redo every pending item beside the first and write a second line for each."""
+        with open(self.path / LOCK_FILE, "a+", encoding="utf-8") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise RunDirError(
+                    f"{self.path} is being run by {holder}: wait for it to finish (or stop it), then --resume."
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}")
+            handle.flush()
+            try:
+                yield
+            finally:
+                handle.seek(0)
+                handle.truncate()
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def extend_items(self, item_ids: tuple[str, ...], items_sha256: str | None = None) -> None:
         """Grow the run to `item_ids`, which must start with the run's own items (results so far stay valid)."""
         if tuple(item_ids[: len(self.spec.item_ids)]) != tuple(self.spec.item_ids):
             raise RunDirError(
@@ -149,8 +178,13 @@ class RunDir:
                 " first of them): continue it with its own settings, or choose another directory."
             )
         if len(item_ids) == len(self.spec.item_ids):
+            if None not in (items_sha256, self.spec.items_sha256) and items_sha256 != self.spec.items_sha256:
+                raise RunDirError(
+                    f"{self.path}: the data of its items changed since the run started (same ids, another question or"
+                    " answer): its results would mix two datasets; choose another directory."
+                )
             return
-        self.spec = dataclasses.replace(self.spec, item_ids=tuple(item_ids))
+        self.spec = dataclasses.replace(self.spec, item_ids=tuple(item_ids), items_sha256=items_sha256)
         with atomic_write(self.path / RUN_FILE) as f:
             json.dump(self.spec.to_dict(), f, indent=2)
 

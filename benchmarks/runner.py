@@ -221,66 +221,82 @@ def run_benchmark(
             f"{run_dir.path}: {len(missing)} item(s) of the run spec are not in the data given, e.g. {missing[0]!r}: "
             "resume with the same suite, data file and --limit the run was started with."
         )
-    spec = run_dir.spec
-    earlier = run_dir.results()
-    abort = threading.Event()
-    # Item ids with a line written by this process: the guard against a second line for one item. Only the main
-    # thread writes, so no lock is needed; a given-up worker's future is no longer watched, so its late result
-    # never even reaches `finish`.
-    finished: set[str] = set()
-    progress = _Progress(len(spec.item_ids), earlier, config.progress)
+    with run_dir.lock():
+        spec = run_dir.spec
+        earlier = run_dir.results()
+        abort = threading.Event()
+        # Item ids with a line written by this process: the guard against a second line for one item. Only the main
+        # thread writes, so no lock is needed; a given-up worker's future is no longer watched, so its late result
+        # never even reaches `finish`.
+        finished: set[str] = set()
+        progress = _Progress(len(spec.item_ids), earlier, config.progress)
 
-    def work(slot: _Slot) -> ItemResult | None:
-        slot.started = time.monotonic()
-        meta = {**config.run_meta, "bench_run": str(run_dir.path), "suite": spec.suite, "item_id": slot.item.id}
-        slot.recorder = _ItemRecorder(store, agent=spec.agent, meta=meta, slot=slot)
-        return _run_item(slot, make_graph(slot.recorder), store, metric, episode, model_spec, prices)
+        def work(slot: _Slot) -> ItemResult | None:
+            slot.started = time.monotonic()
+            meta = {**config.run_meta, "bench_run": str(run_dir.path), "suite": spec.suite, "item_id": slot.item.id}
+            slot.recorder = _ItemRecorder(store, agent=spec.agent, meta=meta, slot=slot)
+            return _run_item(slot, make_graph(slot.recorder), store, metric, episode, model_spec, prices)
 
-    def finish(result: ItemResult) -> None:
-        if result.item_id in finished:
-            return
-        finished.add(result.item_id)
-        per_run = result.meta.get("run_metrics") or {}  # an episode's turn figures, by run
-        for run_id in result.meta.get("run_ids") or ([result.run_id] if result.run_id is not None else []):
-            metrics = {**result.metrics, **per_run.get(run_id, {})}
-            store.set_score(run_id, 1.0 if result.correct else 0.0, metrics, suite=spec.suite,
-                            item_id=result.item_id)  # fmt: skip
-        run_dir.append(result)
-        progress.add(result)
+        def finish(result: ItemResult) -> None:
+            if result.item_id in finished:
+                return
+            finished.add(result.item_id)
+            # The line first: a scored run always has its line, so a kill in between never makes --resume redo an item
+            # (and leave two scored runs of it for a dataset to count twice); a line whose runs miss their score is
+            # scored again on resume, below.
+            run_dir.append(result)
+            _score(store, spec.suite, result)
+            progress.add(result)
 
-    # Threads beyond `concurrency` let new items start while a timed-out worker finishes its last model call.
-    executor = ThreadPoolExecutor(max_workers=2 * config.concurrency, thread_name_prefix="bench")
-    live: dict[Future[ItemResult | None], _Slot] = {}
-    queue = list(reversed(pending))
-    try:
-        while queue or live:
-            while queue and len(live) < config.concurrency:
-                slot = _Slot(by_id[queue.pop()], config.item_timeout_s, abort)
-                live[executor.submit(work, slot)] = slot
-            done, _ = wait(list(live), timeout=_next_wake(live.values()), return_when=FIRST_COMPLETED)
-            for future in done:
-                live.pop(future)
-                result = future.result()  # agent failures are results; a make_graph bug ends the run here
+        for result in earlier:  # killed after a line was written and before its runs were scored
+            if store.unscored(_run_ids(result)):
+                _score(store, spec.suite, result)
+
+        # Threads beyond `concurrency` let new items start while a timed-out worker finishes its last model call.
+        executor = ThreadPoolExecutor(max_workers=2 * config.concurrency, thread_name_prefix="bench")
+        live: dict[Future[ItemResult | None], _Slot] = {}
+        queue = list(reversed(pending))
+        try:
+            while queue or live:
+                while queue and len(live) < config.concurrency:
+                    slot = _Slot(by_id[queue.pop()], config.item_timeout_s, abort)
+                    live[executor.submit(work, slot)] = slot
+                done, _ = wait(list(live), timeout=_next_wake(live.values()), return_when=FIRST_COMPLETED)
+                for future in done:
+                    live.pop(future)
+                    result = future.result()  # agent failures are results; a make_graph bug ends the run here
+                    if result is not None:
+                        finish(result)
+                now = time.monotonic()
+                for future, slot in list(live.items()):
+                    if slot.give_up_at is not None and now >= slot.give_up_at:
+                        slot.abandoned = True
+                        live.pop(future)  # the thread runs on until its next model call refuses; its result is dropped
+                        finish(_timeout_result(slot, store, model_spec, prices))
+        except KeyboardInterrupt:
+            abort.set()
+            for future in [f for f in live if f.done() and not f.cancelled() and f.exception() is None]:
+                result = future.result()
                 if result is not None:
                     finish(result)
-            now = time.monotonic()
-            for future, slot in list(live.items()):
-                if slot.give_up_at is not None and now >= slot.give_up_at:
-                    slot.abandoned = True
-                    live.pop(future)  # the thread runs on until its next model call refuses; its result is dropped
-                    finish(_timeout_result(slot, store, model_spec, prices))
-    except KeyboardInterrupt:
-        abort.set()
-        for future in [f for f in live if f.done() and not f.cancelled() and f.exception() is None]:
-            result = future.result()
-            if result is not None:
-                finish(result)
-        raise
-    finally:
-        abort.set()  # workers still running (timed out, or interrupted) stop before their next model call
-        executor.shutdown(wait=False, cancel_futures=True)
-        progress.close()
-    return summarize(run_dir.results())
+            raise
+        finally:
+            abort.set()  # workers still running (timed out, or interrupted) stop before their next model call
+            executor.shutdown(wait=False, cancel_futures=True)
+            progress.close()
+        return summarize(run_dir.results())
+
+
+def _run_ids(result: ItemResult) -> list[str]:
+    return list(result.meta.get("run_ids") or ([result.run_id] if result.run_id is not None else []))
+
+
+def _score(store: TrajectoryStore, suite: str, result: ItemResult) -> None:
+    """Attach the item's outcome to every run it made (an episode's runs also get their own turn figures)."""
+    per_run = result.meta.get("run_metrics") or {}
+    for run_id in _run_ids(result):
+        metrics = {**result.metrics, **per_run.get(run_id, {})}
+        store.set_score(run_id, 1.0 if result.correct else 0.0, metrics, suite=suite, item_id=result.item_id)
 
 
 def _next_wake(slots: Any) -> float:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from agentdistill.agents.factory import build_agent, check_agent, metric_options, prompt_hash
-from agentdistill.benchmarks.items import Item
+from agentdistill.benchmarks.items import Item, items_digest
 from agentdistill.benchmarks.metrics import METRICS
 from agentdistill.benchmarks.report import compare_runs
 from agentdistill.benchmarks.results import RunDir, RunSpec
@@ -289,10 +289,10 @@ class Pipeline:
         path = self.out / name
         spec = RunSpec(suite=tag, agent=self.plan.agent, model=model_spec, item_ids=tuple(i.id for i in items),
                        max_steps=self.plan.max_steps, options=dict(self.plan.options), embedder=self.plan.embedder,
-                       label=label)  # fmt: skip
+                       label=label, items_sha256=items_digest(items))  # fmt: skip
         if (path / "run.json").exists():
             run_dir = RunDir.open(path, repair=True)
-            run_dir.extend_items(spec.item_ids)  # a grown --train-limit adds items after those collected
+            run_dir.extend_items(spec.item_ids, spec.items_sha256)  # a grown --train-limit adds items
             if not run_dir.pending_ids():
                 return summarize(run_dir.results())
         else:

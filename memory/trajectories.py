@@ -164,6 +164,15 @@ class TrajectoryStore:
             raise StoreError(f"no run {run_id!r} in {self.path}: `agentdistill trajectories list` shows the ids.")
 
     # -- reads ------------------------------------------------------------------------------------------------
+    def unscored(self, run_ids: Sequence[str]) -> list[str]:
+        """Those of `run_ids` that are in the store without a score."""
+        if not run_ids:
+            return []
+        with self._guarded():
+            sql = "SELECT id FROM runs WHERE score IS NULL AND id IN (SELECT value FROM json_each(?))"
+            rows = self._db.execute(sql, (json.dumps(list(run_ids)),)).fetchall()
+        return [row[0] for row in rows]
+
     def get(self, run_id: str) -> Run:
         """The run with all its steps; a unique id prefix is accepted (as `trajectories show` prints them)."""
         with self._guarded():
@@ -229,13 +238,15 @@ class TrajectoryStore:
             if not line.strip():
                 continue
             try:
-                parsed.append(Run.from_dict(json.loads(line)))
+                run = Run.from_dict(json.loads(line))
             except json.JSONDecodeError as exc:
                 raise InputDataError(path, number, f"not valid JSON ({exc.msg})") from exc
             except RecursionError:
                 raise InputDataError(path, number, "JSON nested too deeply") from None
-            except TypeError as exc:
+            except (TypeError, AttributeError, ValueError) as exc:
                 raise InputDataError(path, number, f"not a run record: {exc}") from exc
+            _check_imported(run, path, number)
+            parsed.append(run)
         added = skipped = 0
         with self._guarded():
             self._db.execute("BEGIN IMMEDIATE")
@@ -307,3 +318,24 @@ def _filters(
         clauses.append("EXISTS (SELECT 1 FROM json_each(runs.models) WHERE json_each.value = ?)")
         args.append(model)
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+_STATUSES = ("running", "ok", "max_steps", "error")
+
+
+def _check_imported(run: Run, path: str | Path, line: int) -> None:
+    """What the store relies on about a run, checked before an import writes anything."""
+    for name in ("id", "agent", "question"):
+        value = getattr(run, name)
+        if not isinstance(value, str) or not value.strip():
+            raise InputDataError(path, line, f"must be a non-empty string, got {value!r}", field=name)
+    if not isinstance(run.schema_version, int) or run.schema_version > SCHEMA_VERSION:
+        raise InputDataError(path, line, f"is {run.schema_version!r}: this agentdistill reads runs up to schema"
+                             f" {SCHEMA_VERSION}; upgrade it to import this file", field="schema_version")  # fmt: skip
+    if run.status not in _STATUSES:
+        raise InputDataError(path, line, f"is {run.status!r}, not one of {', '.join(_STATUSES)}", field="status")
+    for name in ("models", "metrics", "meta"):
+        if not isinstance(getattr(run, name), dict):
+            raise InputDataError(path, line, "must be a JSON object", field=name)
+    if not isinstance(run.created_at, int | float) or isinstance(run.created_at, bool):
+        raise InputDataError(path, line, f"must be a number of seconds, got {run.created_at!r}", field="created_at")

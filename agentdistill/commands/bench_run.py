@@ -23,7 +23,7 @@ from typing import Any
 import click
 
 from agentdistill.agents.factory import AGENTS, build_agent, check_agent, metric_options, prompt_hash
-from agentdistill.benchmarks.items import Item
+from agentdistill.benchmarks.items import Item, items_digest
 from agentdistill.benchmarks.metrics import METRICS
 from agentdistill.benchmarks.results import RunDir, RunSpec
 from agentdistill.benchmarks.runner import RunnerConfig, RunSummary, run_benchmark
@@ -174,7 +174,7 @@ def _run(
             done, total = len(target.done_ids()), len(spec.item_ids)
             again = f"agentdistill bench run --suite {suite.name} --run-dir {target.path} --resume"
             click.echo(f"\ninterrupted after {done} of {total} items; continue with `{again}`", err=True)
-            ctx.exit(130)
+            raise  # the entry point exits 130 (Ctrl-C) or 143 (SIGTERM)
     rec = rec_summary(target.results()) if suite.episode is not None else {}
     if as_json:
         emit_json({"run_dir": str(target.path), "name": target.spec.name, "summary": {**summary.as_dict(), **rec}})
@@ -262,7 +262,9 @@ def _spec(
              "embedder": None, "options": {}}  # fmt: skip
     default = dataclasses.asdict(base) if base is not None else fresh
     chosen = {key: default[key] if value is None else value for key, value in asked.items() if key != "agent"}
-    return RunSpec(suite=suite.name, agent=asked["agent"], item_ids=item_ids, **chosen)
+    by_id = {item.id: item for item in items}
+    digest = items_digest([by_id[i] for i in item_ids]) if all(i in by_id for i in item_ids) else None
+    return RunSpec(suite=suite.name, agent=asked["agent"], item_ids=item_ids, items_sha256=digest, **chosen)
 
 
 def parse_option(text: str) -> tuple[str, Any]:
@@ -285,7 +287,13 @@ def _check_same_work(stored: RunDir, spec: RunSpec) -> None:
     if stored.spec.same_work(spec):
         return
     old, new = stored.spec.to_dict(), spec.to_dict()
-    field = next(k for k in SPEC_FIELDS if old[k] != new[k])
+    field = next((k for k in SPEC_FIELDS if old[k] != new[k]), None)
+    if field is None:  # same ids, other contents: the data file was edited under the same name
+        raise AgentDistillError(
+            f"{stored.path}: the data of its {len(spec.item_ids)} items changed since the run started (a question or"
+            " answer differs under the same id): finishing it would mix two datasets; start a new run in another"
+            " --run-dir."
+        )
     raise ResumeMismatch(stored.path, field, old[field], new[field])
 
 

@@ -59,7 +59,7 @@ def _config(chunk_size: int | None, overlap: int | None, index: str | None) -> A
 
     base = KnowledgeConfig()
     return KnowledgeConfig(
-        chunk_size=chunk_size or base.chunk_size,
+        chunk_size=base.chunk_size if chunk_size is None else chunk_size,
         chunk_overlap=base.chunk_overlap if overlap is None else overlap,
         index=index or base.index,
     )
@@ -74,8 +74,10 @@ def kb() -> None:
 @click.argument("name")
 @click.option("--from", "source", type=click.Path(path_type=Path), help="JSONL file or folder of .txt/.md files.")
 @click.option("--sample", is_flag=True, help="Use the shipped sample knowledge base (HotpotQA passages).")
-@click.option("--chunk-size", type=int, default=None, help="Words per chunk (default 150).")
-@click.option("--overlap", type=int, default=None, help="Words shared by neighbouring chunks (default 30).")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=None, help="Words per chunk (default 150).")
+@click.option(
+    "--overlap", type=click.IntRange(min=0), default=None, help="Words shared by neighbouring chunks (default 30)."
+)
 @click.option("--index", type=click.Choice(["auto", "flat", "ivf"]), default=None, help="Index kind (default auto).")
 @click.option("--embedder", default=None, help="Local sentence-transformers dir, `minilm` (default) or `hashing:DIM`.")
 @click.option("--json", "as_json", is_flag=True, help="Print the store info as JSON.")

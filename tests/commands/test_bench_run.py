@@ -183,3 +183,66 @@ def test_kill_9_mid_run_then_resume_counts_every_item_exactly_once(home: Path) -
 def test_field_mapping_must_be_ours_equals_theirs(home: Path, bad: str) -> None:
     result = invoke(home, run, ["--data", str(data_file(home, 1)), "--field", bad, "--model", script(home, [])])
     assert result.exit_code == 2 and "OURS=THEIRS" in result.output
+
+
+def test_sigterm_mid_run_finishes_the_runs_and_a_second_resume_at_once_is_refused(home: Path) -> None:
+    data = data_file(home, 400)
+    run_dir = home / "stopped"
+    args = ["bench", "run", "--data", str(data), "--model", "openai:fake-model", "--concurrency", "2",
+            "--run-dir", str(run_dir)]  # fmt: skip
+    with FakeOpenAIServer(answer_by_number, latency_s=0.15) as server:
+        env = {**os.environ, "AGENTDISTILL_HOME": str(home), "AGENTDISTILL_OPENAI_BASE_URL": server.base_url,
+               "AGENTDISTILL_OPENAI_API_KEY": "EMPTY"}  # fmt: skip
+        code = "from agentdistill.cli import main; main()"
+        proc = subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)  # fmt: skip
+        try:
+            results = run_dir / "results.jsonl"
+            deadline = time.monotonic() + 60
+            while not (results.exists() and results.read_text().count("\n") >= 4):
+                assert proc.poll() is None, proc.stderr.read().decode()  # type: ignore[union-attr]
+                assert time.monotonic() < deadline, "no results after 60 s"
+                time.sleep(0.02)
+            second = subprocess.run([sys.executable, "-c", code, *args, "--resume"], env=env, capture_output=True,
+                                    text=True, timeout=60)  # fmt: skip
+            assert second.returncode == 2 and f"{run_dir} is being run by pid {proc.pid}" in second.stderr
+            proc.send_signal(signal.SIGTERM)
+        finally:
+            proc.wait(timeout=20)
+            proc.stderr.close()  # type: ignore[union-attr]
+    assert proc.returncode == 143
+    with TrajectoryStore.open(home / "trajectories.db") as store:
+        statuses = {r.status for r in store.runs(suite="toy", with_steps=False)}
+    assert "running" not in statuses and len(RunDir.open(run_dir).pending_ids()) > 0
+
+
+def test_resume_refuses_a_data_file_edited_under_the_same_ids(home: Path) -> None:
+    data = data_file(home, 3)
+    model = script(home, ["Final Answer: answer 0"])
+    first = invoke(home, run, ["--data", str(data), "--model", model, "--limit", "1", "--run-dir", str(home / "r")])
+    assert first.exit_code == 0, first.output
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    rows[0]["answer"] = "something else"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    again = invoke(home, run, ["--data", str(data), "--resume", "--run-dir", str(home / "r")])
+    assert again.exit_code != 0 and "the data of its 1 items changed since the run started" in str(again.exception)
+
+
+def test_a_line_whose_runs_lost_their_score_is_scored_again_on_resume(home: Path) -> None:
+    data = data_file(home, 2)
+    model = script(home, ["Final Answer: answer 0", "Final Answer: answer 1"])
+    first = invoke(home, run, ["--data", str(data), "--model", model, "--run-dir", str(home / "r")])
+    assert first.exit_code == 0, first.output
+    with TrajectoryStore.open(home / "trajectories.db") as store:  # as if killed between the line and the score
+        store._db.execute("UPDATE runs SET score = NULL")
+    again = invoke(home, run, ["--data", str(data), "--resume", "--run-dir", str(home / "r")])
+    assert again.exit_code == 0, again.output
+    with TrajectoryStore.open(home / "trajectories.db") as store:
+        assert sorted(r.score for r in store.runs(suite="toy", with_steps=False)) == [1.0, 1.0]
+
+
+def test_an_empty_data_file_is_an_error_not_a_zero_item_run(home: Path) -> None:
+    empty = home / "empty.jsonl"
+    empty.write_text("\n")
+    result = invoke(home, run, ["--data", str(empty), "--model", script(home, ["x"])])
+    assert isinstance(result.exception, InputDataError) and "holds no items" in str(result.exception)

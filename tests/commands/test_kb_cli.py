@@ -112,3 +112,15 @@ def test_build_the_shipped_sample(home: Path) -> None:
     assert result.exit_code == 0, result.output
     info = json.loads(invoke("info", "sample", "--json").output)
     assert info["documents"] > 300 and info["chunks"] > info["documents"] and info["chunk_size"] == 60
+
+
+def test_a_zero_chunk_size_is_refused_not_replaced(home: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from agentdistill.cli import cli
+
+    docs = tmp_path / "d.jsonl"
+    docs.write_text('{"id": "a", "title": "t", "text": "hello"}\n')
+    result = CliRunner().invoke(cli, ["--home", str(home), "kb", "build", "x", "--from", str(docs), "--embedder",
+                                      "hashing:64", "--chunk-size", "0"])  # fmt: skip
+    assert result.exit_code == 2 and "--chunk-size" in result.output and "0 is not in the range x>=1" in result.output

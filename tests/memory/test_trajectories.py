@@ -138,3 +138,25 @@ def test_kill_9_mid_write_leaves_every_committed_run_intact(home: Path) -> None:
     # at most one run was cut mid-way, and it is still readable, with the steps it committed
     assert store.count() - len(done) <= 1
     json.dumps([r.to_dict() for r in store.runs(status="running")])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"id": None}, r"runs.jsonl:1: field 'id': must be a non-empty string, got None"),
+        ({"schema_version": 99}, r"field 'schema_version': is 99: this agentdistill reads runs up to schema"),
+        ({"status": "done"}, r"field 'status': is 'done', not one of running, ok"),
+        ({"meta": []}, r"field 'meta': must be a JSON object"),
+        ({"steps": "many"}, r"runs.jsonl:1: not a run record"),
+    ],
+)
+def test_an_import_that_would_break_the_store_is_refused(home: Path, change: dict, message: str) -> None:
+    store = TrajectoryStore.open(home / "a.db")
+    _run(store, 1)
+    store.export_jsonl(home / "runs.jsonl")
+    row = {**json.loads((home / "runs.jsonl").read_text()), **change}
+    (home / "runs.jsonl").write_text(json.dumps(row) + "\n")
+    fresh = TrajectoryStore.open(home / "b.db")
+    with pytest.raises(InputDataError, match=message):
+        fresh.import_jsonl(home / "runs.jsonl")
+    assert fresh.count() == 0 and fresh.runs() == []
