@@ -8,16 +8,21 @@ the error text says so), and cells share one address space, so a cell can break 
 model's fault, as in a notebook). `reset()` starts over on purpose.
 
 Boundary, decided once per `PythonSandbox` by probing what works here (`sandbox.isolation` says what is on):
-- the worker runs in its own session, so a wall-clock timeout kills the whole process group (SIGKILL);
-- `unshare --net --pid --fork --kill-child` when available: no network interfaces, and the worker is pid 1
-  of its own pid namespace, so killing it kills every process it started, even ones that called setsid;
-  between cells it kills stray processes, so nothing a cell starts outlives it;
+- bubblewrap (`bwrap`, tools/sandbox_bwrap.py) when it works: new mount, pid, ipc, uts and network
+  namespaces; the code sees only the interpreter (read-only), its own work dir, a private /proc, /dev and
+  /tmp. Host files (configs, databases, /etc/shadow), host command lines, other sessions and unix sockets
+  on disk do not exist inside. Without it (`isolation="auto"`) the sandbox falls back to the next line and
+  warns (SandboxWarning); `isolation="bwrap"` refuses to run instead.
+- otherwise `unshare --net --pid --fork --kill-child`: no network, its own pid namespace, but the host's
+  filesystem as the sandbox user may read it;
+- the worker and its launcher die with the host (parent-death signal, re-armed after the uid drop), and a
+  later sandbox removes the work dirs of hosts that were killed; between cells the worker kills stray
+  processes (kill(-1) inside its pid namespace), so nothing a cell starts outlives it;
 - rlimits: RLIMIT_AS (memory), RLIMIT_CPU (the worker's whole life), RLIMIT_FSIZE, RLIMIT_NPROC;
 - as root it drops to an unprivileged user (default `nobody`) with no_new_privs. Root ignores
-  RLIMIT_NPROC, so this drop is what stops a fork bomb; it also makes root-owned host paths unwritable.
-  Where the interpreter is only readable by root (e.g. under /root) the worker keeps CAP_DAC_READ_SEARCH:
-  reads stay unconfined but writes do not. World-writable dirs (/tmp, /dev/shm) remain writable.
-- cwd, HOME and TMPDIR are a fresh temp dir, removed when the session ends.
+  RLIMIT_NPROC, so this drop is what stops a fork bomb. Where the interpreter is only readable by root
+  (e.g. under /root) the worker keeps CAP_DAC_READ_SEARCH, which under bubblewrap reaches only its view.
+- cwd, HOME and TMPDIR are a fresh work dir, removed when the session ends.
 Host tools are callable from the code (`search("...")`) over the worker's pipes: one JSON line per call,
 answered by `run_tool` in the host, so tool faults come back as `Error: ...` text like everywhere else.
 """
@@ -27,11 +32,12 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import warnings
 import weakref
 from collections.abc import Mapping, Sequence
 
 from agentdistill.tools.base import Tool
-from agentdistill.tools.sandbox_host import _Worker
+from agentdistill.tools.sandbox_host import _Worker, sweep_orphans
 from agentdistill.tools.sandbox_isolation import Isolation, _detect
 from agentdistill.tools.sandbox_types import CodeResult, SandboxConfig, SandboxError
 
@@ -42,9 +48,20 @@ __all__ = [
     "SandboxConfig",
     "SandboxError",
     "SandboxSession",
+    "SandboxWarning",
     "format_result",
     "make_python_tool",
 ]
+
+
+class SandboxWarning(UserWarning):
+    """The sandbox runs with weaker isolation than this machine could give it."""
+
+
+WEAK_ISOLATION = (
+    "the code sandbox runs without bubblewrap: model-written code can read any file the sandbox user can (configs,"
+    " databases, other sessions). Install bubblewrap (`apt-get install bubblewrap`) for a private filesystem view."
+)
 
 
 class PythonSandbox:
@@ -58,6 +75,9 @@ class PythonSandbox:
             raise SandboxError("a host tool may not be called 'final_answer': the sandbox defines that name.")
         self.python = self.config.python or sys.executable
         self._prefix, self._uid, self._gid, self._keep_read, self.isolation = _detect(self.config, self.python)
+        sweep_orphans(self.config.tmp_root)
+        if not self.isolation.filesystem:
+            warnings.warn(WEAK_ISOLATION, SandboxWarning, stacklevel=2)
 
     def session(self) -> SandboxSession:
         """A worker that keeps variables across cells; close it (or use `with`) to free the process and dir."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import selectors
@@ -15,11 +16,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from agentdistill.tools.base import ToolCall, run_tool
+from agentdistill.tools.sandbox_bwrap import with_workdir
 from agentdistill.tools.sandbox_types import CodeResult, SandboxError
 
 if TYPE_CHECKING:
     from agentdistill.tools.python_sandbox import PythonSandbox
 
+WORKDIR_PREFIX = "agentdistill-sandbox-"
 _WORKER_CMD = "from agentdistill.tools.sandbox_worker import _worker_main; _worker_main()"
 _MAX_MESSAGE = 16 * 1024 * 1024  # a protocol line longer than this means the worker is broken or hostile
 
@@ -57,6 +60,7 @@ class _Worker:
     def __init__(self, proc: subprocess.Popen[bytes], cmd_fd: int, reply_fd: int, out_fd: int, workdir: str) -> None:
         self.proc, self.cmd_fd, self.reply_fd, self.out_fd, self.workdir = proc, cmd_fd, reply_fd, out_fd, workdir
         self.dead = False
+        self.namespace_init: int | None = None  # host pid of bwrap's pid-1 process, when bwrap runs the worker
         self.pending = b""
         self.selector = selectors.DefaultSelector()
         self.selector.register(reply_fd, selectors.EVENT_READ, "reply")
@@ -65,7 +69,8 @@ class _Worker:
     @classmethod
     def spawn(cls, sandbox: PythonSandbox) -> _Worker:
         config = sandbox.config
-        workdir = tempfile.mkdtemp(prefix="agentdistill-sandbox-", dir=config.tmp_root)
+        # the host pid in the name: a later sandbox removes the dirs of hosts that were killed (sweep_orphans)
+        workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-", dir=config.tmp_root)
         if sandbox._uid is not None:
             os.chown(workdir, sandbox._uid, sandbox._gid if sandbox._gid is not None else -1)
         cmd_r, cmd_w = os.pipe()
@@ -73,23 +78,34 @@ class _Worker:
         out_r, out_w = os.pipe()
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8"}
         env |= {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-        argv = [*sandbox._prefix, sandbox.python, "-I", "-B", "-c", _WORKER_CMD, str(cmd_r), str(reply_w)]
+        prefix = with_workdir(sandbox._prefix, workdir)
+        info_r, info_w = os.pipe() if sandbox.isolation.filesystem else (-1, -1)
+        if info_w >= 0:  # bwrap writes its namespace init's pid here: killing that ends the namespace cleanly
+            prefix = [prefix[0], "--info-fd", str(info_w), *prefix[1:]]
+        argv = [*prefix, sandbox.python, "-I", "-B", "-c", _WORKER_CMD, str(cmd_r), str(reply_w)]
+        passed = (cmd_r, reply_w) + ((info_w,) if info_w >= 0 else ())
         try:
             proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w, pass_fds=(cmd_r, reply_w),
-                cwd=workdir, env=env, start_new_session=True,
+                argv, stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w, pass_fds=passed,
+                cwd=workdir, env=env, start_new_session=True, preexec_fn=_die_with_host,
             )  # fmt: skip
         except OSError as exc:
-            for fd in (cmd_r, cmd_w, reply_r, reply_w, out_r, out_w):
-                os.close(fd)
+            for fd in (cmd_r, cmd_w, reply_r, reply_w, out_r, out_w, info_r, info_w):
+                if fd >= 0:
+                    os.close(fd)
             shutil.rmtree(workdir, ignore_errors=True)
             raise SandboxError(f"cannot start the sandbox interpreter {sandbox.python!r}: {exc}.") from exc
-        for fd in (cmd_r, reply_w, out_w):
-            os.close(fd)
+        for fd in (cmd_r, reply_w, out_w, info_w):
+            if fd >= 0:
+                os.close(fd)
         for fd in (cmd_w, reply_r, out_r):
             os.set_blocking(fd, False)
         worker = cls(proc, cmd_w, reply_r, out_r, workdir)
-        worker._handshake(sandbox)
+        try:
+            worker._handshake(sandbox)
+        finally:
+            if info_r >= 0:
+                worker.namespace_init = _read_child_pid(info_r)
         return worker
 
     def _handshake(self, sandbox: PythonSandbox) -> None:
@@ -103,7 +119,7 @@ class _Worker:
             "limits": {name: value for name, value in limits.items() if value},
             "uid": sandbox._uid, "gid": sandbox._gid, "keep_read": sandbox._keep_read,
             "pidns": sandbox.isolation.pid_namespace, "preamble": sandbox.preamble,
-            "max_output_chars": config.max_output_chars,
+            "max_output_chars": config.max_output_chars, "die_with_parent": True,
             "tools": [{"name": tool.name, "doc": tool.description} for tool in sandbox.tools.values()],
         }  # fmt: skip
         output = _Output(config.max_output_chars)
@@ -240,6 +256,12 @@ class _Worker:
         if self.dead:
             return
         self.dead = True
+        if self.namespace_init is not None and self.proc.poll() is None:  # alive bwrap: its init pid is still ours
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.namespace_init, signal.SIGKILL)  # the kernel then kills everything inside
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=5)  # bwrap exits and reaps its init: no zombie left under an init that
+                # does not reap (containers)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -258,6 +280,52 @@ _MESSAGE_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "done": {"error": (str, type(None)), "final": (bool,), "chars": (int,)},
     "call": {"tool": (str,), "args": (list,), "kwargs": (dict,)},
 }
+
+
+def _die_with_host() -> None:
+    """In the launcher (bwrap, unshare or the interpreter), before exec: SIGKILL when the host dies, so a killed
+    `agentdistill` leaves no sandbox running (the worker sets its own after dropping its uid)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(ctypes.c_ulong(1), ctypes.c_ulong(signal.SIGKILL), ctypes.c_ulong(0), ctypes.c_ulong(0),
+               ctypes.c_ulong(0))  # PR_SET_PDEATHSIG  # fmt: skip
+
+
+def _read_child_pid(fd: int) -> int | None:
+    """bwrap's --info-fd JSON ({"child-pid": N, ...}), written as the sandbox starts; None if it never came."""
+    data = b""
+    deadline = time.monotonic() + 2.0
+    try:
+        os.set_blocking(fd, False)
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(fd, 4096)
+            except BlockingIOError:
+                time.sleep(0.005)
+                continue
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(fd)
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        pid = json.loads(data).get("child-pid")
+        return pid if isinstance(pid, int) and pid > 1 else None
+    return None
+
+
+def sweep_orphans(tmp_root: str | None) -> int:
+    """Remove work dirs whose host process is gone (it was killed before it could clean up); returns how many."""
+    root = tmp_root or tempfile.gettempdir()
+    removed = 0
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(root):
+            if not entry.name.startswith(WORKDIR_PREFIX) or not entry.is_dir(follow_symlinks=False):
+                continue
+            pid = entry.name[len(WORKDIR_PREFIX) :].split("-", 1)[0]
+            if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed += 1
+    return removed
 
 
 def _decode(line: bytes) -> dict[str, Any]:

@@ -7,11 +7,14 @@ import pwd
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agentdistill.tools import sandbox_worker
+from agentdistill.tools.sandbox_bwrap import INSTALL_HINT, bwrap_argv, bwrap_binary, interpreter_paths, with_workdir
+from agentdistill.tools.sandbox_types import SandboxError
 
 if TYPE_CHECKING:
     from agentdistill.tools.sandbox_types import SandboxConfig
@@ -28,6 +31,7 @@ class Isolation:
     reads_confined: bool  # False when the dropped user keeps CAP_DAC_READ_SEARCH (or no drop happened)
     rlimits: tuple[str, ...]  # e.g. ("RLIMIT_AS=1024MB", ...)
     notes: tuple[str, ...]  # what is not isolated, in words
+    filesystem: bool = False  # private filesystem view (bubblewrap): only the interpreter and the work dir exist
 
     def describe(self) -> str:
         on = [
@@ -35,19 +39,102 @@ class Isolation:
         ]
         user = f"uid {self.uid}" if self.uid is not None else f"host uid {os.geteuid()}"
         lines = [
-            f"network: {'isolated (unshare --net)' if self.network else 'NOT isolated'}",
+            "filesystem: "
+            + (
+                "private view (bubblewrap): interpreter read-only, work dir, private /proc and /tmp"
+                if self.filesystem
+                else "the host's, as the sandbox user may read it"
+            ),
+            f"network: {'isolated (own network namespace)' if self.network else 'NOT isolated'}",
             f"processes: {'pid namespace' if self.pid_namespace else 'process group only'}, "
             f"RLIMIT_NPROC {'enforced' if self.nproc_enforced else 'NOT enforced (root)'}",
-            f"user: {user}; reads {'confined to what that user may read' if self.reads_confined else 'unconfined'}",
+            f"user: {user}; reads "
+            + (
+                "only what the private view holds"
+                if self.filesystem
+                else "confined to what that user may read"
+                if self.reads_confined
+                else "unconfined"
+            ),
             f"limits: {', '.join(self.rlimits) or 'none'}; namespaces on: {', '.join(on) or 'none'}",
         ]
         return "\n".join(lines + [f"note: {note}" for note in self.notes])
 
 
 def _detect(config: SandboxConfig, python: str) -> tuple[list[str], int | None, int | None, bool, Isolation]:
-    """Probe namespaces and the privilege drop once; returns (command prefix, uid, gid, keep_read, report)."""
-    root = os.geteuid() == 0
+    """Probe bubblewrap, else namespaces, and the privilege drop once; returns (prefix, uid, gid, keep_read, report).
+
+    The prefix may hold sandbox_bwrap.WORKDIR, which each worker start replaces with its own work dir.
+    """
     notes: list[str] = []
+    if config.isolation != "namespaces":
+        found = _detect_bwrap(config, python)
+        if not isinstance(found, str):
+            return found
+        if config.isolation == "bwrap":
+            raise SandboxError(
+                f"the sandbox needs bubblewrap, which does not work here ({found}): {INSTALL_HINT}; or set the"
+                " sandbox isolation to 'namespaces' (weaker: the code can read any file the sandbox user can)."
+            )
+        notes.append(f"bubblewrap does not work here ({found}): no private filesystem view; {INSTALL_HINT}")
+    return _detect_namespaces(config, python, notes)
+
+
+def _detect_bwrap(
+    config: SandboxConfig, python: str
+) -> tuple[list[str], int | None, int | None, bool, Isolation] | str:
+    """The bubblewrap profile when it starts a worker here, else why not (a short reason)."""
+    bwrap = bwrap_binary()
+    if bwrap is None:
+        return "no `bwrap` on PATH"
+    try:
+        paths = interpreter_paths(python)
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        return f"cannot list what {python} reads: {exc}"
+    root = os.geteuid() == 0
+    uid = gid = None
+    if root and config.user:
+        try:
+            entry = pwd.getpwnam(config.user)
+        except KeyError:
+            return f"user {config.user!r} does not exist"
+        uid, gid = entry.pw_uid, entry.pw_gid
+    prefix = bwrap_argv(bwrap, paths, network=config.network, worker_drops_uid=uid is not None)
+    keep_read = False
+    for keep_read in (False, True) if uid is not None else (False,):
+        drop = f"; _drop_privileges({uid}, {gid}, {keep_read})" if uid is not None else ""
+        if _works_in(prefix, [python, "-I", "-B", "-c", f"{_PROBE}{drop}; import fractions"], uid, gid, config):
+            break
+    else:
+        return "bwrap could not start the interpreter (a kernel or container without the namespaces it needs?)"
+    notes = ["network is NOT isolated: code can reach any host this machine can"] if config.network else []
+    if uid is None and root:
+        notes.append("code runs as root inside a user namespace: RLIMIT_NPROC does not hold (root's own count)")
+    notes.append("total disk use is not capped, only the size of each file")
+    limits = [f"RLIMIT_AS={config.memory_mb}MB"] if config.memory_mb else []
+    limits += [f"RLIMIT_CPU={config.cpu_s}s"] if config.cpu_s else []
+    limits += [f"RLIMIT_FSIZE={config.max_file_mb}MB"] if config.max_file_mb else []
+    nproc = uid is not None or not root
+    limits += [f"RLIMIT_NPROC=+{config.max_procs}"] if nproc else []
+    isolation = Isolation(not config.network, True, uid, nproc, True, tuple(limits), tuple(notes), filesystem=True)
+    return prefix, uid, gid, keep_read, isolation
+
+
+def _works_in(prefix: list[str], command: list[str], uid: int | None, gid: int | None, config: SandboxConfig) -> bool:
+    workdir = tempfile.mkdtemp(prefix="agentdistill-probe-", dir=config.tmp_root)
+    try:
+        if uid is not None:
+            os.chown(workdir, uid, gid if gid is not None else -1)
+        return _works([*with_workdir(prefix, workdir), *command])
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _detect_namespaces(
+    config: SandboxConfig, python: str, notes: list[str]
+) -> tuple[list[str], int | None, int | None, bool, Isolation]:
+    """`unshare` namespaces and the privilege drop, without a private filesystem view."""
+    root = os.geteuid() == 0
     prefix: list[str] = []
     net = pidns = False
     unshare = shutil.which("unshare")

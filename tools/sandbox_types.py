@@ -10,6 +10,8 @@ from typing import Any
 
 from agentdistill.errors import AgentDistillError, ConfigError
 
+ISOLATIONS = ("auto", "bwrap", "namespaces")
+
 
 class SandboxError(AgentDistillError):
     """The sandbox cannot run code at all: the worker did not start or the session is closed."""
@@ -30,11 +32,16 @@ class SandboxConfig:
     user: str | None = "nobody"  # when root, run code as this user; None keeps root (no NPROC, host writable)
     python: str | None = None  # worker interpreter, which must have agentdistill installed; None = this one
     tmp_root: str | None = None  # parent of the per-session working dirs; None = the system temp dir
+    # auto = bubblewrap when it works here (private filesystem view), else `unshare` namespaces with a warning;
+    # bwrap = bubblewrap or a SandboxError naming how to install it; namespaces = never bubblewrap
+    isolation: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("timeout_s", "start_timeout_s", "max_procs", "max_output_chars"):
             if getattr(self, name) <= 0:
                 raise ConfigError(name, getattr(self, name), "a positive number")
+        if self.isolation not in ISOLATIONS:
+            raise ConfigError("isolation", self.isolation, f"one of {', '.join(ISOLATIONS)}")
         for name in ("memory_mb", "cpu_s", "max_file_mb"):
             value = getattr(self, name)
             if value is not None and value <= 0:

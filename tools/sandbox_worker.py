@@ -24,6 +24,7 @@ from typing import Any
 
 _MAX_FINAL_CHARS = 100_000
 _PR_SET_KEEPCAPS, _PR_SET_NO_NEW_PRIVS, _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_RAISE = 8, 38, 47, 2
+_PR_SET_PDEATHSIG = 1
 _CAP_DAC_READ_SEARCH, _CAPABILITY_VERSION_3 = 2, 0x20080522
 
 
@@ -108,7 +109,17 @@ def _worker_main() -> None:
         resource.setrlimit(getattr(resource, name), (value, value))
     if init["uid"] is not None:
         _drop_privileges(init["uid"], init["gid"], init["keep_read"])
+    if init.get("die_with_parent"):
+        _die_with_parent()
     _CellRunner(reader, writer, init).serve()
+
+
+def _die_with_parent() -> None:
+    """SIGKILL when the launcher (bwrap or unshare, which die with the host) dies. Set here, after the uid drop:
+    changing credentials clears the parent-death signal a launcher set, and a killed host would orphan us."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(ctypes.c_ulong(_PR_SET_PDEATHSIG), ctypes.c_ulong(signal.SIGKILL), *(ctypes.c_ulong(0),) * 3):
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
 
 
 class _CellRunner:
@@ -185,8 +196,9 @@ class _CellRunner:
         self.writer.flush()
 
     def _reap(self) -> None:
-        """Nothing a cell starts outlives it: as pid 1 of our namespace, kill(-1) reaches exactly those."""
-        if self.pidns and os.getpid() == 1:
+        """Nothing a cell starts outlives it: in our own pid namespace kill(-1) reaches exactly those (we are its
+        pid 1 under `unshare`, pid 2 under bwrap, whose init kill(-1) skips)."""
+        if self.pidns:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(-1, signal.SIGKILL)
         deadline = time.monotonic() + 1.0
