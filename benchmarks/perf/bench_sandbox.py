@@ -1,6 +1,6 @@
 """Sandbox round-trip latency: a trivial cell in a persistent session vs a bare `python -c` in the same run.
 
-    python -m agentdistill.benchmarks.perf.bench_sandbox [--repeats 200] [--cells 100] [--json]
+    python -m agentdistill.benchmarks.perf.bench_sandbox [--repeats 200] [--cells 100] [--isolation both] [--json]
 
 Goal: a trivial cell in < 100 ms round trip (median). The persistent worker should beat even a bare
 interpreter start, since it pays the start once per session; a one-shot `sandbox.run` pays it every time
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from agentdistill.benchmarks.perf.common import machine_summary
 from agentdistill.tools.base import Tool
-from agentdistill.tools.python_sandbox import PythonSandbox, SandboxSession
+from agentdistill.tools.python_sandbox import PythonSandbox, SandboxConfig, SandboxSession
 
 
 def _echo(text: str) -> str:
@@ -42,17 +42,37 @@ def _hundred_cells(session: SandboxSession, cells: int) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
+    args = _parser().parse_args(argv)
+    if args.isolation != "both":
+        return _measure(args, args.isolation)
+    both = {name: _measure(args, name) for name in ("namespaces", "bwrap")}
+    ratios = {key: round(both["bwrap"][key] / both["namespaces"][key], 2)
+              for key in ("session_start_ms", "one_shot_run_ms", "trivial_cell_ms", "construct_ms")}  # fmt: skip
+    print(f"bwrap / namespaces: {ratios}")
+    return {**both, "bwrap_over_namespaces": ratios}
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=200, help="trivial cells timed in one session")
     parser.add_argument("--cells", type=int, default=100, help="cells per 'in a row' measurement")
     parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds of the slower sides")
+    parser.add_argument(
+        "--isolation",
+        choices=["auto", "bwrap", "namespaces", "both"],
+        default="auto",
+        help="sandbox isolation; both = bubblewrap and unshare namespaces in one run, with ratios",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _measure(args: argparse.Namespace, isolation: str) -> dict:
 
     construct_ms = []
     for _ in range(3):
         start = time.perf_counter()
-        sandbox = PythonSandbox(tools=[Tool.from_function(_echo, name="echo")])
+        sandbox = PythonSandbox(SandboxConfig(isolation=isolation), tools=[Tool.from_function(_echo, name="echo")])
         construct_ms.append((time.perf_counter() - start) * 1000)
     bare = [sys.executable, "-c", "print(1)"]
     sides: dict[str, list[float]] = {"bare_python_c_ms": [], "one_shot_run_ms": [], "session_start_ms": []}
