@@ -6,13 +6,16 @@ import contextlib
 import ctypes
 import json
 import os
+import queue
 import selectors
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from agentdistill.tools.base import ToolCall, run_tool
@@ -85,7 +88,7 @@ class _Worker:
         argv = [*prefix, sandbox.python, "-I", "-B", "-c", _WORKER_CMD, str(cmd_r), str(reply_w)]
         passed = (cmd_r, reply_w) + ((info_w,) if info_w >= 0 else ())
         try:
-            proc = subprocess.Popen(
+            proc = _LAUNCHER.popen(
                 argv, stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w, pass_fds=passed,
                 cwd=workdir, env=env, start_new_session=True, preexec_fn=_die_with_host,
             )  # fmt: skip
@@ -280,6 +283,41 @@ _MESSAGE_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "done": {"error": (str, type(None)), "final": (bool,), "chars": (int,)},
     "call": {"tool": (str,), "args": (list,), "kwargs": (dict,)},
 }
+
+
+class _Launcher:
+    """Starts every worker from one thread that lives as long as the process.
+
+    The parent-death signal that kills a sandbox when its host dies fires when the *thread* that started the
+    launcher ends, not the process: a worker started from a short-lived thread (a LangGraph step, a bench pool)
+    would die with that thread and lose its variables. One long-lived launcher thread ties it to the process.
+    """
+
+    def __init__(self) -> None:
+        self._requests: queue.SimpleQueue[tuple[list[str], dict[str, Any], Future[subprocess.Popen[bytes]]]]
+        self._requests = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def popen(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name="sandbox-launcher", daemon=True)
+                self._thread.start()
+        started: Future[subprocess.Popen[bytes]] = Future()
+        self._requests.put((argv, kwargs, started))
+        return started.result()
+
+    def _serve(self) -> None:
+        while True:
+            argv, kwargs, started = self._requests.get()
+            try:
+                started.set_result(subprocess.Popen(argv, **kwargs))
+            except BaseException as exc:  # handed to the caller, who reports it as a SandboxError
+                started.set_exception(exc)
+
+
+_LAUNCHER = _Launcher()  # process-wide on purpose: see _Launcher
 
 
 def _die_with_host() -> None:

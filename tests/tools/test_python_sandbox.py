@@ -7,6 +7,7 @@ import select
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -296,3 +297,19 @@ def test_isolation_report_matches_the_options() -> None:
         assert "RLIMIT_NPROC NOT enforced (root)" in open_net.describe()
         with PythonSandbox(SandboxConfig(timeout_s=TIMEOUT_S, user=None)).session() as session:
             assert session.run("import os\nprint(os.getuid())").stdout == "0\n"
+
+
+def test_a_session_opened_in_a_short_lived_thread_keeps_its_variables(sandbox: PythonSandbox) -> None:
+    opened: dict[str, SandboxSession] = {}
+
+    def step_one() -> None:  # a LangGraph step or a bench pool thread that ends before the next cell
+        opened["session"] = sandbox.session()
+        opened["session"].run("x = 41")
+
+    thread = threading.Thread(target=step_one)
+    thread.start()
+    thread.join()
+    time.sleep(0.3)
+    with opened["session"] as session:
+        result = session.run("print(x + 1)")
+    assert result.stdout == "42\n", result
