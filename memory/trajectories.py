@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import socket
 import sqlite3
 import threading
 import time
@@ -84,6 +86,9 @@ class TrajectoryStore:
                 db.execute(f"PRAGMA user_version = {number + 1}")
                 db.execute("COMMIT")
             db.execute("SELECT count(*) FROM runs").fetchone()
+            # which process runs each unfinished run; a side table, so older readers of the file ignore it
+            db.execute("CREATE TABLE IF NOT EXISTS run_owners (run_id TEXT PRIMARY KEY, host TEXT, boot TEXT, pid INT)")
+            _abandon_dead_owners(db)
         except sqlite3.DatabaseError as exc:
             raise StoreError(
                 f"trajectory store {path} is not a readable SQLite database ({exc}): move it aside and a new one "
@@ -123,6 +128,8 @@ class TrajectoryStore:
 
     def start_run(self, run: Run) -> None:
         self._write("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", _run_row(run))
+        if run.status == "running":
+            self._write("INSERT OR REPLACE INTO run_owners VALUES (?,?,?,?)", (run.id, *_HOST_BOOT, os.getpid()))
 
     def append_step(self, step: Step) -> None:
         body = step.to_dict()
@@ -150,6 +157,7 @@ class TrajectoryStore:
             "UPDATE runs SET status=?, answer=?, error=?, finished_at=? WHERE id=?",
             (status, answer, _dump_error(error), time.time(), run_id),
         )
+        self._write("DELETE FROM run_owners WHERE run_id=?", (run_id,))
 
     def set_score(
         self, run_id: str, score: float | None, metrics: Mapping[str, Any], *, suite: str | None = None,
@@ -339,3 +347,27 @@ def _check_imported(run: Run, path: str | Path, line: int) -> None:
             raise InputDataError(path, line, "must be a JSON object", field=name)
     if not isinstance(run.created_at, int | float) or isinstance(run.created_at, bool):
         raise InputDataError(path, line, f"must be a number of seconds, got {run.created_at!r}", field="created_at")
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+_HOST_BOOT = (socket.gethostname(), _boot_id())  # with the pid, who runs an unfinished run
+
+
+def _abandon_dead_owners(db: sqlite3.Connection) -> None:
+    """Runs left `running` by a process of this host that no longer exists (killed with SIGKILL, or the machine
+    rebooted) become errors of kind "abandoned"; a run of a live process, or of another host, is left alone."""
+    host, boot = _HOST_BOOT
+    dead = [(run_id, pid) for run_id, row_boot, pid in
+            db.execute("SELECT run_id, boot, pid FROM run_owners WHERE host=?", (host,)).fetchall()
+            if row_boot != boot or not os.path.exists(f"/proc/{pid}")]  # fmt: skip
+    for run_id, pid in dead:
+        error = StepError("abandoned", f"the process running it (pid {pid}) was killed before it finished")
+        db.execute("UPDATE runs SET status='error', error=?, finished_at=? WHERE id=? AND status='running'",
+                   (_dump_error(error), time.time(), run_id))  # fmt: skip
+        db.execute("DELETE FROM run_owners WHERE run_id=?", (run_id,))

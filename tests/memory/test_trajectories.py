@@ -160,3 +160,28 @@ def test_an_import_that_would_break_the_store_is_refused(home: Path, change: dic
     with pytest.raises(InputDataError, match=message):
         fresh.import_jsonl(home / "runs.jsonl")
     assert fresh.count() == 0 and fresh.runs() == []
+
+
+def test_runs_of_a_killed_process_are_marked_abandoned_on_the_next_open(home: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    path = home / "t.db"
+    code = (
+        "import sys, time\nfrom agentdistill.memory.trajectories import TrajectoryStore\n"
+        "from agentdistill.trajectory import Recorder\n"
+        f"store = TrajectoryStore.open({str(path)!r})\nrecorder = Recorder(store, agent='react')\n"
+        "print(recorder.start('question'), flush=True)\ntime.sleep(60)\n"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert worker.stdout is not None
+    run_id = worker.stdout.readline().strip()
+    with TrajectoryStore.open(path) as store:  # its process is alive: the run is still running
+        assert store.get(run_id).status == "running"
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    with TrajectoryStore.open(path) as store:
+        run = store.get(run_id)
+    assert run.status == "error" and run.error is not None and run.error.kind == "abandoned"
+    assert f"pid {worker.pid}" in run.error.message
