@@ -25,6 +25,7 @@ from agentdistill.errors import AgentDistillError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="agentdistill", message="%(prog)s %(version)s")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="TOML config file.")
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), help="Data dir (default $AGENTDISTILL_HOME).")
 @click.option("--device", help="auto | cpu | cuda | cuda:N for local models.")

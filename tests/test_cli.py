@@ -26,6 +26,16 @@ def test_help_and_version() -> None:
     assert "chat with tool-using agents" in runner.invoke(cli, ["--help"]).output
     result = runner.invoke(cli, ["version"])
     assert result.exit_code == 0 and result.output.startswith("agentdistill 0.")
+    flag = runner.invoke(cli, ["--version"])
+    assert flag.exit_code == 0 and flag.output == result.output
+
+
+def test_an_agent_that_ends_without_an_answer_exits_1_through_the_entry_point(home: Path, tmp_path: Path) -> None:
+    replies = tmp_path / "s.json"
+    replies.write_text(json.dumps(["Thought: hmm\nAction: search\nAction Input: x"]))
+    done = _agentdistill("ask", "--agent", "react", "--kb", "none", "--model", f"scripted:{replies}", "--max-steps",
+                         "1", "q?", home=home)  # fmt: skip
+    assert done.returncode == 1, done.stderr  # ctx.exit(1) used to come out as 0 with standalone_mode=False
 
 
 def test_trajectories_list_show_export_import(home: Path) -> None:

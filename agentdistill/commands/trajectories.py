@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from agentdistill.agents.factory import AGENTS
 from agentdistill.commands.common import emit_json, json_option, settings, table
 from agentdistill.memory.trajectories import TrajectoryStore
 
@@ -20,7 +21,7 @@ def _filters(agent: str | None, status: str | None, min_score: float | None, sui
 
 
 _filter_options = [
-    click.option("--agent", help="Only runs of this agent (react, codeact, lag, recbot, materials)."),
+    click.option("--agent", help=f"Only runs of this agent ({', '.join(AGENTS)})."),
     click.option("--status", type=click.Choice(["running", "ok", "max_steps", "error"]), help="Only this status."),
     click.option("--min-score", type=float, help="Only runs scored at least this (benchmarks fill scores)."),
     click.option("--suite", help="Only runs of this benchmark suite."),
