@@ -25,6 +25,16 @@ def text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
                 ) from None  # fmt: skip
 
 
+def json_value(raw: str, path: str | Path, line: int) -> Any:
+    """One line's JSON value; InputDataError naming path:line (and the column) when it is not JSON."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InputDataError(path, line, f"not valid JSON ({exc.msg} at column {exc.colno})") from exc
+    except RecursionError:
+        raise InputDataError(path, line, "JSON nested too deeply") from None
+
+
 def json_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for every non-blank line of `path`.
 
@@ -34,12 +44,7 @@ def json_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     for number, raw in text_lines(path):
         if not raw.strip():
             continue
-        try:
-            row = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise InputDataError(path, number, f"not valid JSON ({exc.msg} at column {exc.colno})") from exc
-        except RecursionError:
-            raise InputDataError(path, number, "JSON nested too deeply") from None
+        row = json_value(raw, path, number)
         if not isinstance(row, dict):
             raise InputDataError(path, number, f"expected a JSON object, got {type(row).__name__}")
         yield number, row

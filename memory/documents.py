@@ -6,7 +6,6 @@ has to fix by hand. Chunks are character spans into the document text, so the st
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agentdistill.errors import AgentDistillError, InputDataError
-from agentdistill.jsonl import text_lines
+from agentdistill.jsonl import json_value, text_lines
 
 TEXT_SUFFIXES = (".txt", ".md")
 _WORD = re.compile(r"\S+")
@@ -67,13 +66,7 @@ def read_jsonl(path: str | Path) -> Iterator[Document]:
     for number, raw in text_lines(path):
         if not raw.strip():
             raise InputDataError(path, number, "empty line: expected a JSON object with id, title and text")
-        try:
-            item = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise InputDataError(path, number, f"not valid JSON ({exc.msg} at column {exc.colno})") from exc
-        except RecursionError:
-            raise InputDataError(path, number, "JSON nested too deeply") from None
-        yield as_document(item, source=str(path), line=number)
+        yield as_document(json_value(raw, path, number), source=str(path), line=number)
 
 
 def read_folder(folder: str | Path) -> Iterator[Document]:

@@ -111,12 +111,9 @@ def _detect_bwrap(
     if uid is None and root:
         notes.append("code runs as root inside a user namespace: RLIMIT_NPROC does not hold (root's own count)")
     notes.append("total disk use is not capped, only the size of each file")
-    limits = [f"RLIMIT_AS={config.memory_mb}MB"] if config.memory_mb else []
-    limits += [f"RLIMIT_CPU={config.cpu_s}s"] if config.cpu_s else []
-    limits += [f"RLIMIT_FSIZE={config.max_file_mb}MB"] if config.max_file_mb else []
     nproc = uid is not None or not root
-    limits += [f"RLIMIT_NPROC=+{config.max_procs}"] if nproc else []
-    isolation = Isolation(not config.network, True, uid, nproc, True, tuple(limits), tuple(notes), filesystem=True)
+    isolation = Isolation(not config.network, True, uid, nproc, True, _limits(config, nproc), tuple(notes),
+                          filesystem=True)  # fmt: skip
     return prefix, uid, gid, keep_read, isolation
 
 
@@ -179,14 +176,19 @@ def _detect_namespaces(
     if not pidns:
         notes.append("no pid namespace: a process that calls setsid() escapes the timeout kill")
     notes.append("total disk use is not capped, only the size of each file")
+    nproc = uid is not None or not root
+    reads_confined = uid is not None and not keep_read
+    isolation = Isolation(net, pidns, uid, nproc, reads_confined, _limits(config, nproc), tuple(notes))
+    return prefix, uid, gid, keep_read, isolation
+
+
+def _limits(config: SandboxConfig, nproc: bool) -> tuple[str, ...]:
+    """The rlimits the worker sets, as the isolation report lists them."""
     limits = [f"RLIMIT_AS={config.memory_mb}MB"] if config.memory_mb else []
     limits += [f"RLIMIT_CPU={config.cpu_s}s"] if config.cpu_s else []
     limits += [f"RLIMIT_FSIZE={config.max_file_mb}MB"] if config.max_file_mb else []
-    nproc = uid is not None or not root
     limits += [f"RLIMIT_NPROC=+{config.max_procs}"] if nproc else []
-    reads_confined = uid is not None and not keep_read
-    isolation = Isolation(net, pidns, uid, nproc, reads_confined, tuple(limits), tuple(notes))
-    return prefix, uid, gid, keep_read, isolation
+    return tuple(limits)
 
 
 _PROBE = "from agentdistill.tools.sandbox_worker import _drop_privileges"
