@@ -39,7 +39,7 @@ def list_models(as_json: bool) -> None:
     students = []
     for card in packaged_students():
         ok, why_not = is_installed(find_packaged(card.base.partition(":")[2]))
-        summary = ", ".join(f"{k} {v}" for k, v in card.scores.items() if not isinstance(v, dict))
+        summary = card.headline()
         students.append({"spec": card.spec, "role": f"distilled {card.agent} student", "installed": ok,
                          "note": why_not or f"{card.base} + LoRA from {card.teacher}; {summary}"})  # fmt: skip
     runs_on, why = local_backend()

@@ -42,6 +42,17 @@ class StudentCard:
     def spec(self) -> str:
         return f"student:{self.name}"
 
+    def headline(self) -> str:
+        """The held-out figure of the student against its teacher, e.g. "parse_accuracy 0.62 vs teacher 0.55 (n=100)"."""
+        student, teacher = self.scores.get("student"), self.scores.get("teacher")
+        if not isinstance(student, dict):
+            return ", ".join(f"{k} {v}" for k, v in self.scores.items() if not isinstance(v, dict))
+        key = next((k for k in ("parse_accuracy", "accuracy", "f1") if k in student), None)
+        if key is None:
+            return ""
+        versus = f" vs teacher {teacher[key]:.3f}" if isinstance(teacher, dict) and key in teacher else ""
+        return f"{key} {student[key]:.3f}{versus} (n={student.get('n')})"
+
 
 def students_root() -> Path:
     return Path(str(resources.files("agentdistill") / "data" / "students"))

@@ -60,6 +60,7 @@ def test_the_card_comes_from_the_run_files(tmp_path: Path) -> None:
     assert card.dataset["data_sha256"] == "ab" * 32 and card.dataset["train_examples"] == 55
     assert card.scores["student"]["parse_accuracy"] == 0.52 and card.scores["teacher"]["model"].startswith("local:")
     assert card.scores["paired"]["mcnemar_p"] == 0.625
+    assert card.headline() == "parse_accuracy 0.520 vs teacher 0.470 (n=100)"
     assert card.command == (
         "agentdistill distill run --agent recbot --suite rec-netflix --teacher local:qwen2.5-coder-1.5b "
         "--student local:smollm2-135m --train-limit 250 --eval-limit 100 --epochs 3 --lora-r 8 "
