@@ -43,7 +43,7 @@ class StudentCard:
         return f"student:{self.name}"
 
     def headline(self) -> str:
-        """The held-out figure of the student against its teacher, e.g. "parse_accuracy 0.62 vs teacher 0.55 (n=100)"."""
+        """The held-out figure against the teacher, e.g. "parse_accuracy 0.620 vs teacher 0.550 (n=100)"."""
         student, teacher = self.scores.get("student"), self.scores.get("teacher")
         if not isinstance(student, dict):
             return ", ".join(f"{k} {v}" for k, v in self.scores.items() if not isinstance(v, dict))
