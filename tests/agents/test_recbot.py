@@ -202,3 +202,20 @@ def test_bad_settings_and_missing_tools_fail_before_any_call(rec_catalog: Catalo
 
 def events(run: Run, name: str) -> list:  # noqa: ANN201 - steps
     return [s for s in run.steps if s.kind == "event" and s.role == name]
+
+
+@pytest.mark.integration
+def test_the_shipped_parser_student_runs_in_the_graph(rec_catalog: Catalog, store: TrajectoryStore) -> None:
+    from agentdistill.models import ModelOptions, make_chat_model
+    from agentdistill.models.packaged import find_packaged, is_installed
+
+    if not is_installed(find_packaged("smollm2-135m"))[0]:
+        pytest.skip("packaged SmolLM2 not installed")
+    student = make_chat_model("student:recbot-parser-135m", ModelOptions(threads=2))
+    out = build(rec_catalog, student, store, planner=False, responder=False).invoke(
+        {"question": "I'd like to watch a movie released in 2015 or later."}
+    )
+    assert out["status"] == "ok" and not out["notices"]  # the student's reply parsed as a preference
+    assert out["preference"]["type"] == "Movie" and out["preference"]["year_min"] == 2015
+    run = store.get(out["run_id"])
+    assert [(s.role, s.model) for s in run.steps if s.kind == "model"] == [("parser", "student:recbot-parser-135m")]
