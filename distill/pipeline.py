@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,6 +207,13 @@ class Pipeline:
         if merged.is_dir():
             return merged
         result = self._train()
+        if not self.plan.train.lora:  # a full fine-tune is a whole model already: it is the student, as it is
+            staging = merged.parent / ".merged.copying"
+            merged.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.copytree(result.final_dir, staging)
+            os.replace(staging, merged)
+            return merged
         save_student(result.final_dir, student_base_dir(self.plan.student), self.out / "student")
         return merged
 

@@ -37,6 +37,21 @@ def test_kd_needs_a_kd_teacher():
 
 
 @pytest.mark.integration
+def test_distill_run_with_a_full_fine_tune(tmp_path: Path, tiny_model_dir: Path, home: Path):
+    teacher = _teacher_file(tmp_path, 4)
+    out = tmp_path / "out"
+    args = ["--home", str(home), "distill", "run", "--agent", "codeact", "--suite", "gsm8k-sample",
+            "--teacher", f"scripted:{teacher}", "--student", f"hf:{tiny_model_dir}", "--train-limit", "4",
+            "--eval-limit", "2", "--train-steps", "2", "--batch-size", "2", "--grad-accum", "1", "--full",
+            "--max-steps", "1", "--student-runtime", "transformers", "--out", str(out), "--json"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output  # a full model is the student as it is: nothing to merge
+    merged = out / "student" / "merged"
+    assert (merged / "config.json").is_file() and not (merged / "adapter_config.json").exists()
+    assert len((out / "eval" / "student" / "results.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.integration
 def test_distill_run_end_to_end(tmp_path: Path, tiny_model_dir: Path, home: Path):
     teacher = _teacher_file(tmp_path, 4)
     out = tmp_path / "out"
