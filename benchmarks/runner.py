@@ -213,15 +213,15 @@ def run_benchmark(
     """
     if (metric is None) == (episode is None):
         raise ValueError("run_benchmark needs exactly one of metric (one question per item) or episode")
-    by_id = {item.id: item for item in items}
-    pending = run_dir.pending_ids()
-    missing = [item_id for item_id in pending if item_id not in by_id]
-    if missing:
-        raise ItemsMismatch(
-            f"{run_dir.path}: {len(missing)} item(s) of the run spec are not in the data given, e.g. {missing[0]!r}: "
-            "resume with the same suite, data file and --limit the run was started with."
-        )
     with run_dir.lock():
+        by_id = {item.id: item for item in items}
+        pending = run_dir.pending_ids()
+        missing = [item_id for item_id in pending if item_id not in by_id]
+        if missing:
+            raise ItemsMismatch(
+                f"{run_dir.path}: {len(missing)} item(s) of the run spec are not in the data given, e.g."
+                f" {missing[0]!r}: resume with the same suite, data file and --limit the run was started with."
+            )
         spec = run_dir.spec
         earlier = run_dir.results()
         abort = threading.Event()

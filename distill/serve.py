@@ -177,7 +177,7 @@ class _Runner:
 
 def context_of(model: ChatModel) -> int:
     """The model's context window in tokens, where its backend says; else FALLBACK_CONTEXT."""
-    for attr in ("n_ctx", "context_length", "max_context"):
+    for attr in ("n_ctx", "context_length"):  # gguf backend, transformers backend
         value = getattr(model, attr, None)
         if isinstance(value, int) and value > 0:
             return value

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import queue
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from agentdistill.tools.base import ToolCall, run_tool
 from agentdistill.tools.sandbox_bwrap import with_workdir
 from agentdistill.tools.sandbox_types import CodeResult, SandboxError
+from agentdistill.tools.sandbox_worker import die_with_parent
 
 if TYPE_CHECKING:
     from agentdistill.tools.python_sandbox import PythonSandbox
@@ -90,7 +90,8 @@ class _Worker:
         try:
             proc = _LAUNCHER.popen(
                 argv, stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w, pass_fds=passed,
-                cwd=workdir, env=env, start_new_session=True, preexec_fn=_die_with_host,
+                cwd=workdir, env=env, start_new_session=True,
+                preexec_fn=die_with_parent,  # the launcher (bwrap, unshare, the interpreter) dies with the host
             )  # fmt: skip
         except OSError as exc:
             for fd in (cmd_r, cmd_w, reply_r, reply_w, out_r, out_w, info_r, info_w):
@@ -104,11 +105,9 @@ class _Worker:
         for fd in (cmd_w, reply_r, out_r):
             os.set_blocking(fd, False)
         worker = cls(proc, cmd_w, reply_r, out_r, workdir)
-        try:
-            worker._handshake(sandbox)
-        finally:
-            if info_r >= 0:
-                worker.namespace_init = _read_child_pid(info_r)
+        if info_r >= 0:  # bwrap writes it before it starts the interpreter: known before a failed start is killed
+            worker.namespace_init = _read_child_pid(info_r)
+        worker._handshake(sandbox)
         return worker
 
     def _handshake(self, sandbox: PythonSandbox) -> None:
@@ -122,7 +121,7 @@ class _Worker:
             "limits": {name: value for name, value in limits.items() if value},
             "uid": sandbox._uid, "gid": sandbox._gid, "keep_read": sandbox._keep_read,
             "pidns": sandbox.isolation.pid_namespace, "preamble": sandbox.preamble,
-            "max_output_chars": config.max_output_chars, "die_with_parent": True,
+            "max_output_chars": config.max_output_chars,
             "tools": [{"name": tool.name, "doc": tool.description} for tool in sandbox.tools.values()],
         }  # fmt: skip
         output = _Output(config.max_output_chars)
@@ -318,14 +317,6 @@ class _Launcher:
 
 
 _LAUNCHER = _Launcher()  # process-wide on purpose: see _Launcher
-
-
-def _die_with_host() -> None:
-    """In the launcher (bwrap, unshare or the interpreter), before exec: SIGKILL when the host dies, so a killed
-    `agentdistill` leaves no sandbox running (the worker sets its own after dropping its uid)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(ctypes.c_ulong(1), ctypes.c_ulong(signal.SIGKILL), ctypes.c_ulong(0), ctypes.c_ulong(0),
-               ctypes.c_ulong(0))  # PR_SET_PDEATHSIG  # fmt: skip
 
 
 def _read_child_pid(fd: int) -> int | None:

@@ -61,7 +61,10 @@ class Isolation:
         return "\n".join(lines + [f"note: {note}" for note in self.notes])
 
 
-def _detect(config: SandboxConfig, python: str) -> tuple[list[str], int | None, int | None, bool, Isolation]:
+Detected = tuple[list[str], int | None, int | None, bool, Isolation]  # prefix, uid, gid, keep_read, report
+
+
+def _detect(config: SandboxConfig, python: str) -> Detected:
     """Probe bubblewrap, else namespaces, and the privilege drop once; returns (prefix, uid, gid, keep_read, report).
 
     The prefix may hold sandbox_bwrap.WORKDIR, which each worker start replaces with its own work dir.
@@ -80,9 +83,7 @@ def _detect(config: SandboxConfig, python: str) -> tuple[list[str], int | None, 
     return _detect_namespaces(config, python, notes)
 
 
-def _detect_bwrap(
-    config: SandboxConfig, python: str
-) -> tuple[list[str], int | None, int | None, bool, Isolation] | str:
+def _detect_bwrap(config: SandboxConfig, python: str) -> Detected | str:
     """The bubblewrap profile when it starts a worker here, else why not (a short reason)."""
     bwrap = bwrap_binary()
     if bwrap is None:
@@ -127,9 +128,7 @@ def _works_in(prefix: list[str], command: list[str], uid: int | None, gid: int |
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _detect_namespaces(
-    config: SandboxConfig, python: str, notes: list[str]
-) -> tuple[list[str], int | None, int | None, bool, Isolation]:
+def _detect_namespaces(config: SandboxConfig, python: str, notes: list[str]) -> Detected:
     """`unshare` namespaces and the privilege drop, without a private filesystem view."""
     root = os.geteuid() == 0
     prefix: list[str] = []

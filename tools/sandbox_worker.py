@@ -109,14 +109,13 @@ def _worker_main() -> None:
         resource.setrlimit(getattr(resource, name), (value, value))
     if init["uid"] is not None:
         _drop_privileges(init["uid"], init["gid"], init["keep_read"])
-    if init.get("die_with_parent"):
-        _die_with_parent()
+    die_with_parent()  # again after the uid drop: changing credentials clears the parent-death signal
     _CellRunner(reader, writer, init).serve()
 
 
-def _die_with_parent() -> None:
-    """SIGKILL when the launcher (bwrap or unshare, which die with the host) dies. Set here, after the uid drop:
-    changing credentials clears the parent-death signal a launcher set, and a killed host would orphan us."""
+def die_with_parent() -> None:
+    """SIGKILL this process when its parent dies. The host sets it in each launcher before exec (bwrap, unshare or
+    the interpreter), the worker again after its uid drop, so a killed host leaves no sandbox running."""
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(ctypes.c_ulong(_PR_SET_PDEATHSIG), ctypes.c_ulong(signal.SIGKILL), *(ctypes.c_ulong(0),) * 3):
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")

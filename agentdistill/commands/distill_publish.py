@@ -52,9 +52,11 @@ def publish(out: Path, name: str, dest: Path | None, description: str, license_:
 
 
 def _figure(scores: dict) -> str:
-    for key in ("parse_accuracy", "accuracy", "f1"):
-        if key in scores:
-            ci = scores.get("accuracy_ci95") if key == "accuracy" else None
-            extra = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
-            return f"{key} {scores[key]:.3f}{extra} (n={scores.get('n')})"
-    return "-"
+    from agentdistill.models.students import headline_key
+
+    key = headline_key(scores)
+    if key is None:
+        return "-"
+    ci = scores.get("accuracy_ci95") if key == "accuracy" else None
+    extra = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+    return f"{key} {scores[key]:.3f}{extra} (n={scores.get('n')})"

@@ -119,9 +119,9 @@ def _check_plan(out: Path, plan: Any) -> None:
         for key in new:
             if key in EXECUTION_FIELDS or old.get(key, ADDED_FIELDS.get(key)) == new[key]:
                 continue
-            if key == "train_limit" and new[key] > old[key] and not (out / "data" / "info.json").exists():
-                continue  # more teacher runs before any dataset was built: collection picks up where it stopped
             if key == "train_limit" and new[key] > old[key]:
+                if not (out / "data" / "info.json").exists():
+                    continue  # more teacher runs before any dataset was built: collection picks up where it stopped
                 raise PlanMismatch(out, key, old[key], new[key],
                                    fix=f"its dataset is built from {old[key]} items already; delete {out / 'data'}"
                                        " (and a trained student) to grow it, or pass another --out.")  # fmt: skip

@@ -47,11 +47,16 @@ class StudentCard:
         student, teacher = self.scores.get("student"), self.scores.get("teacher")
         if not isinstance(student, dict):
             return ", ".join(f"{k} {v}" for k, v in self.scores.items() if not isinstance(v, dict))
-        key = next((k for k in ("parse_accuracy", "accuracy", "f1") if k in student), None)
+        key = headline_key(student)
         if key is None:
             return ""
         versus = f" vs teacher {teacher[key]:.3f}" if isinstance(teacher, dict) and key in teacher else ""
         return f"{key} {student[key]:.3f}{versus} (n={student.get('n')})"
+
+
+def headline_key(scores: dict[str, Any]) -> str | None:
+    """The figure that sums up one evaluated model of a card: parse accuracy (recbot), else accuracy, else F1."""
+    return next((key for key in ("parse_accuracy", "accuracy", "f1") if key in scores), None)
 
 
 def students_root() -> Path:

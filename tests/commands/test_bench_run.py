@@ -139,23 +139,33 @@ def answer_by_number(messages: list[dict]) -> str:
     return f"Final Answer: answer {number}"
 
 
+def _env_for(home: Path, server: FakeOpenAIServer) -> dict[str, str]:
+    """A subprocess's environment: this test's home and the fake OpenAI-compatible server."""
+    return {**os.environ, "AGENTDISTILL_HOME": str(home), "AGENTDISTILL_OPENAI_BASE_URL": server.base_url,
+            "AGENTDISTILL_OPENAI_API_KEY": "EMPTY"}  # fmt: skip
+
+
+def _wait_for_lines(proc: subprocess.Popen, run_dir: Path, lines: int) -> None:
+    """Until the running `bench run` has written `lines` result lines (it must not exit first; 60 s at most)."""
+    results = run_dir / "results.jsonl"
+    deadline = time.monotonic() + 60
+    while not (results.exists() and results.read_text().count("\n") >= lines):
+        assert proc.poll() is None, proc.stderr.read().decode()  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "no results after 60 s"
+        time.sleep(0.02)
+
+
 def test_kill_9_mid_run_then_resume_counts_every_item_exactly_once(home: Path) -> None:
     data = data_file(home, 40)
     run_dir = home / "killed"
     args = ["--data", str(data), "--model", "openai:fake-model", "--concurrency", "2", "--run-dir", str(run_dir)]
     with FakeOpenAIServer(answer_by_number, latency_s=0.15) as server:
-        env = {**os.environ, "AGENTDISTILL_HOME": str(home), "AGENTDISTILL_OPENAI_BASE_URL": server.base_url,
-               "AGENTDISTILL_OPENAI_API_KEY": "EMPTY"}  # fmt: skip
+        env = _env_for(home, server)
         code = "from agentdistill.commands.bench_run import run; run()"
         proc = subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)  # fmt: skip
         try:
-            results = run_dir / "results.jsonl"
-            deadline = time.monotonic() + 60
-            while not (results.exists() and results.read_text().count("\n") >= 6):
-                assert proc.poll() is None, proc.stderr.read().decode()  # type: ignore[union-attr]
-                assert time.monotonic() < deadline, "no results after 60 s"
-                time.sleep(0.02)
+            _wait_for_lines(proc, run_dir, 6)
             proc.send_signal(signal.SIGKILL)
         finally:
             proc.wait(timeout=10)
@@ -191,18 +201,12 @@ def test_sigterm_mid_run_finishes_the_runs_and_a_second_resume_at_once_is_refuse
     args = ["bench", "run", "--data", str(data), "--model", "openai:fake-model", "--concurrency", "2",
             "--run-dir", str(run_dir)]  # fmt: skip
     with FakeOpenAIServer(answer_by_number, latency_s=0.15) as server:
-        env = {**os.environ, "AGENTDISTILL_HOME": str(home), "AGENTDISTILL_OPENAI_BASE_URL": server.base_url,
-               "AGENTDISTILL_OPENAI_API_KEY": "EMPTY"}  # fmt: skip
+        env = _env_for(home, server)
         code = "from agentdistill.cli import main; main()"
         proc = subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)  # fmt: skip
         try:
-            results = run_dir / "results.jsonl"
-            deadline = time.monotonic() + 60
-            while not (results.exists() and results.read_text().count("\n") >= 4):
-                assert proc.poll() is None, proc.stderr.read().decode()  # type: ignore[union-attr]
-                assert time.monotonic() < deadline, "no results after 60 s"
-                time.sleep(0.02)
+            _wait_for_lines(proc, run_dir, 4)
             second = subprocess.run([sys.executable, "-c", code, *args, "--resume"], env=env, capture_output=True,
                                     text=True, timeout=60)  # fmt: skip
             assert second.returncode == 2 and f"{run_dir} is being run by pid {proc.pid}" in second.stderr

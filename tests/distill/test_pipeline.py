@@ -23,6 +23,15 @@ def _teacher_file(tmp_path: Path, train_limit: int) -> Path:
     return path
 
 
+def _tiny_run_args(tmp_path: Path, student_dir: Path, home: Path, out: Path, *extra: str) -> list[str]:
+    """`distill run` on 4 train / 2 eval sample items: scripted teacher, tiny student, `--json` last."""
+    teacher = _teacher_file(tmp_path, 4)
+    return ["--home", str(home), "distill", "run", "--agent", "codeact", "--suite", "gsm8k-sample",
+            "--teacher", f"scripted:{teacher}", "--student", f"hf:{student_dir}", "--train-limit", "4",
+            "--eval-limit", "2", "--batch-size", "2", "--grad-accum", "1", *extra, "--max-steps", "1",
+            "--student-runtime", "transformers", "--out", str(out), "--json"]  # fmt: skip
+
+
 def test_split_never_overlaps_and_needs_enough_items():
     train, held_out = split_items(get_suite("gsm8k-sample"), None, 30, 20)
     assert len(train) == 30 and len(held_out) == 20
@@ -38,13 +47,10 @@ def test_kd_needs_a_kd_teacher():
 
 @pytest.mark.integration
 def test_distill_run_with_a_full_fine_tune(tmp_path: Path, tiny_model_dir: Path, home: Path):
-    teacher = _teacher_file(tmp_path, 4)
     out = tmp_path / "out"
-    args = ["--home", str(home), "distill", "run", "--agent", "codeact", "--suite", "gsm8k-sample",
-            "--teacher", f"scripted:{teacher}", "--student", f"hf:{tiny_model_dir}", "--train-limit", "4",
-            "--eval-limit", "2", "--train-steps", "2", "--batch-size", "2", "--grad-accum", "1", "--full",
-            "--max-steps", "1", "--student-runtime", "transformers", "--out", str(out), "--json"]  # fmt: skip
-    result = CliRunner().invoke(cli, args)
+    result = CliRunner().invoke(
+        cli, _tiny_run_args(tmp_path, tiny_model_dir, home, out, "--train-steps", "2", "--full")
+    )
     assert result.exit_code == 0, result.output  # a full model is the student as it is: nothing to merge
     merged = out / "student" / "merged"
     assert (merged / "config.json").is_file() and not (merged / "adapter_config.json").exists()
@@ -53,12 +59,8 @@ def test_distill_run_with_a_full_fine_tune(tmp_path: Path, tiny_model_dir: Path,
 
 @pytest.mark.integration
 def test_distill_run_end_to_end(tmp_path: Path, tiny_model_dir: Path, home: Path):
-    teacher = _teacher_file(tmp_path, 4)
     out = tmp_path / "out"
-    args = ["--home", str(home), "distill", "run", "--agent", "codeact", "--suite", "gsm8k-sample",
-            "--teacher", f"scripted:{teacher}", "--student", f"hf:{tiny_model_dir}", "--train-limit", "4",
-            "--eval-limit", "2", "--train-steps", "3", "--batch-size", "2", "--grad-accum", "1", "--lora-r", "4",
-            "--max-steps", "1", "--student-runtime", "transformers", "--out", str(out), "--json"]  # fmt: skip
+    args = _tiny_run_args(tmp_path, tiny_model_dir, home, out, "--train-steps", "3", "--lora-r", "4")
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     collected = [json.loads(line) for line in (out / "collect" / "results.jsonl").read_text().splitlines()]

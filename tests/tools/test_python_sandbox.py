@@ -9,11 +9,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from agentdistill.testing.processes import eventually, processes_with
 from agentdistill.tools.base import Tool, ToolCall, run_tool
 from agentdistill.tools.python_sandbox import (
     PythonSandbox,
@@ -63,27 +64,6 @@ def _pgid_members(pgid: int) -> int:
             if int(stat.rsplit(")", 1)[1].split()[2]) == pgid:
                 count += 1
     return count
-
-
-def _processes_with(marker: str) -> int:
-    count = 0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if marker in Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace"):
-                    count += 1
-            except OSError:
-                continue
-    return count
-
-
-def _eventually(predicate: Callable[[], bool], timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_state_is_kept_across_cells_and_reset_forgets_it(session: SandboxSession) -> None:
@@ -136,10 +116,10 @@ def test_processes_started_by_the_code_die_with_it(sandbox: PythonSandbox, sessi
     marker = "4242.125"  # a sleep length nothing else on the machine uses
     spawn = f"import subprocess\nsubprocess.Popen(['sleep', '{marker}'], start_new_session=True)"
     assert session.run(spawn).ok
-    assert _eventually(lambda: _processes_with(marker) == 0)  # a finished cell leaves nothing behind
+    assert eventually(lambda: processes_with(marker) == 0)  # a finished cell leaves nothing behind
     result = session.run(spawn + "\nwhile True:\n    pass")
     assert result.timed_out
-    assert _eventually(lambda: _processes_with(marker) == 0)
+    assert eventually(lambda: processes_with(marker) == 0)
 
 
 def test_fork_bomb_is_contained_and_the_host_keeps_working(sandbox: PythonSandbox, session: SandboxSession) -> None:
@@ -156,7 +136,7 @@ def test_fork_bomb_is_contained_and_the_host_keeps_working(sandbox: PythonSandbo
     if isolation.nproc_enforced:
         assert result.error is not None and result.error.startswith("BlockingIOError"), result
         pgid = session.process_group
-        assert pgid is not None and _eventually(lambda: _pgid_members(pgid) <= 2)  # unshare + worker only
+        assert pgid is not None and eventually(lambda: _pgid_members(pgid) <= 2)  # unshare + worker only
     else:
         assert result.timed_out
     assert subprocess.run([sys.executable, "-c", "print('ok')"], capture_output=True, text=True).stdout == "ok\n"

@@ -7,12 +7,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from agentdistill.testing.processes import eventually, processes_with
 from agentdistill.tools import sandbox_isolation
 from agentdistill.tools.python_sandbox import PythonSandbox, SandboxConfig, SandboxError
 
@@ -31,26 +31,6 @@ def sandbox() -> PythonSandbox:
 def session(sandbox: PythonSandbox) -> Iterator:
     with sandbox.session() as opened:
         yield opened
-
-
-def _eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
-def _processes_with(marker: str) -> int:
-    count = 0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                count += marker in Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-    return count
 
 
 def test_secret_files_of_the_host_do_not_exist_inside(session, home: Path, tmp_path: Path) -> None:  # noqa: ANN001
@@ -119,11 +99,11 @@ def test_a_killed_host_leaves_no_sandbox_process_or_dir(sandbox: PythonSandbox) 
     )  # not in argv: only the sleep shows it
     try:
         assert host.stdout is not None and host.stdout.readline().strip() == "ready"
-        assert _eventually(lambda: _processes_with(marker) == 1)  # the cell is running
+        assert eventually(lambda: processes_with(marker) == 1, timeout=5.0)  # the cell is running
     finally:
         host.kill()
         host.wait()
-    assert _eventually(lambda: _processes_with(marker) == 0)  # died with the host, no timeout needed
+    assert eventually(lambda: processes_with(marker) == 0, timeout=5.0)  # died with the host, no timeout needed
     leftover = f"agentdistill-sandbox-{host.pid}-"
     PythonSandbox(SandboxConfig(timeout_s=TIMEOUT_S))  # a later sandbox removes the killed host's work dir
     assert not [e for e in os.listdir(sandbox.config.tmp_root or "/tmp") if e.startswith(leftover)]
