@@ -217,11 +217,15 @@ class Pipeline:
         save_student(result.final_dir, student_base_dir(self.plan.student), self.out / "student")
         return merged
 
-    def evaluate(self, student_dir: Path | None = None) -> Path:
-        """Teacher, base student and trained student on the same held-out items with the same graph."""
+    def evaluate(self, student_dir: Path | None = None, *, extra: Sequence[tuple[str, Path]] = ()) -> Path:
+        """Teacher, base student and trained student on the same held-out items with the same graph.
+
+        `extra` adds (label, merged dir) students after the trained one, e.g. a full fine-tune's LoRA extraction.
+        """
         runs = [("teacher", self.plan.teacher), ("base-student", self.plan.student)]
         if student_dir is not None:
             runs.append(("student", self._student_spec(student_dir)))
+        runs.extend((label, self._student_spec(merged)) for label, merged in extra)
         dirs = []
         for label, spec in runs:
             self._bench(f"eval/{label}", spec, self.eval_items, tag=self.suite.name, label=f"{label} ({spec})")
@@ -385,3 +389,13 @@ def _batches(model: ChatModel) -> bool:
 
 def plan_dict(plan: DistillPlan) -> dict[str, Any]:
     return dataclasses.asdict(plan)
+
+
+def plan_from_dict(data: Mapping[str, Any]) -> DistillPlan:
+    """The plan an OUT/plan.json holds (fields newer than the file keep their defaults)."""
+    known = {f.name for f in dataclasses.fields(DistillPlan)}
+    fields = {k: v for k, v in data.items() if k in known}
+    train_known = {f.name for f in dataclasses.fields(TrainConfig)}
+    fields["train"] = TrainConfig(**{k: v for k, v in (data.get("train") or {}).items() if k in train_known})
+    fields["roles"] = tuple(fields.get("roles") or ())
+    return DistillPlan(**fields)

@@ -25,7 +25,6 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 # compare.json figures worth a card: how well, how sure, how fast, how much
 SCORE_KEYS = ("n", "correct", "accuracy", "accuracy_ci95", "f1", "parse_accuracy", "hit_at_k", "latency_p50",
               "tokens_mean")  # fmt: skip
-EVAL_LABELS = ("teacher", "base-student", "student")
 # `distill run` flags whose plan.json value differs from the CLI default, in the order `--help` lists them
 FLAG_DEFAULTS: Mapping[str, Any] = {"train_limit": 20, "eval_limit": 10, "method": "sft", "kd_teacher": None,
                                     "kd_kind": "forward", "max_steps": None, "embedder": None}  # fmt: skip
@@ -38,19 +37,29 @@ class PublishError(AgentDistillError):
 
 
 def publish_student(
-    out: Path, name: str, dest_root: Path, *, description: str = "", license: str = "", force: bool = False
+    out: Path,
+    name: str,
+    dest_root: Path,
+    *,
+    description: str = "",
+    license: str = "",
+    force: bool = False,
+    rank: int | None = None,
 ) -> StudentCard:
-    """Copy `out`'s trained adapter to `dest_root/name` with a card; `student:name` then loads it."""
+    """Copy `out`'s trained adapter to `dest_root/name` with a card; `student:name` then loads it.
+
+    A --full run ships the adapter `distill compress` extracted from it (`rank` picks one when there are
+    several); the card's scores are then that adapter's, with the full model's beside them as student-full.
+    """
     out = Path(out)
     if not name or "/" in name or name.startswith(".") or name != name.strip():
         raise PublishError(f"student name {name!r} must be a plain folder name, e.g. recbot-parser-135m")
     plan = _read_json(out / "plan.json", "run `agentdistill distill run --out DIR` first; DIR holds plan.json")
-    adapter = out / "student" / "adapter"
-    if not plan.get("train", {}).get("lora", True) or not (adapter / "adapter_config.json").is_file():
-        raise PublishError(
-            f"{adapter} holds no LoRA adapter: publish ships adapters over a packaged base (train with --lora);"
-            f" a fully fine-tuned student is a whole model: use student:{out / 'student' / 'merged'} instead."
-        )
+    full = not plan.get("train", {}).get("lora", True)
+    adapter = compressed_adapter(out, rank) if full else out / "student" / "adapter"
+    if not (adapter / "adapter_config.json").is_file():
+        raise PublishError(f"{adapter} holds no LoRA adapter: finish the run (`agentdistill distill run` with"
+                           " --out) before publishing it")  # fmt: skip
     if not str(plan.get("student", "")).startswith("local:"):
         raise PublishError(f"{out}/plan.json has student {plan.get('student')!r}: a published student's base must be"
                            " a packaged model (local:NAME) so that every install can load it")  # fmt: skip
@@ -64,11 +73,16 @@ def publish_student(
         "description": description,
         "dataset": _dataset(plan, info),
         "command": plan_command(plan, out_hint=f"runs/{name}"),
-        "scores": eval_scores(compare),
+        "scores": _shipped_scores(eval_scores(compare), adapter, full),
         "license": license,
         "training": {k: plan["train"].get(k) for k in ("lora_r", "lora_alpha", "target_modules", "lr", "epochs",
                                                         "max_steps", "batch_size", "grad_accum", "seed")},
     }  # fmt: skip
+    if full:  # how much of the full fine-tune the shipped adapter keeps
+        extract = _read_json(adapter / "extract.json", f"run `agentdistill distill compress {out}` again")
+        card["training"]["full_fine_tune"] = True
+        card["compressed"] = {k: _rounded(extract.get(k)) for k in ("rank", "kept", "linear_share", "left_out")}
+        card["command"] += f" && agentdistill distill compress runs/{name} --rank {extract.get('rank')}"
     target = Path(dest_root) / name
     if target.exists() and not force:
         raise PublishError(f"{target} exists: pass --force to replace that student")
@@ -94,6 +108,38 @@ def publish_student(
     return read_card(target)
 
 
+def compressed_adapter(out: Path, rank: int | None) -> Path:
+    """The adapter `distill compress` extracted from a --full run (the one of `rank`, or the only one)."""
+    found = {int(p.parent.name.removeprefix("lora-r")): p for p in (out / "student").glob("lora-r*/adapter")
+             if (p / "adapter_config.json").is_file() and p.parent.name.removeprefix("lora-r").isdigit()}  # fmt: skip
+    if not found:
+        raise PublishError(
+            f"{out} is a full fine-tune (a whole model, too big to ship): run `agentdistill distill compress {out}"
+            " --rank 64` to extract and evaluate a LoRA adapter of it first, then publish again."
+        )
+    if rank is None and len(found) > 1:
+        raise PublishError(f"{out} has adapters of rank {', '.join(map(str, sorted(found)))}: pick one with --rank")
+    chosen = rank if rank is not None else next(iter(found))
+    if chosen not in found:
+        raise PublishError(f"{out} has no rank-{chosen} adapter (ranks: {', '.join(map(str, sorted(found)))}):"
+                           f" run `agentdistill distill compress {out} --rank {chosen}` first")  # fmt: skip
+    return found[chosen]
+
+
+def _shipped_scores(scores: dict[str, Any], adapter: Path, full: bool) -> dict[str, Any]:
+    """A compressed adapter's own eval becomes `student`; the full model it came from is kept as student-full."""
+    if not full:
+        return scores
+    own = scores.pop(adapter.parent.name.replace("lora-", "student-lora-"), None)
+    if own is None:
+        rank = adapter.parent.name.removeprefix("lora-r")
+        raise PublishError(f"{adapter} has not been evaluated: run `agentdistill distill compress"
+                           f" {adapter.parent.parent.parent} --rank {rank}`")  # fmt: skip
+    if "student" in scores:
+        scores["student-full"] = scores.pop("student")
+    return {**scores, "student": own}
+
+
 def eval_scores(compare: Mapping[str, Any]) -> dict[str, Any]:
     """{label: figures} of each evaluated model on the shared items, plus the paired test of the last two."""
     runs = compare.get("runs") or []
@@ -101,7 +147,7 @@ def eval_scores(compare: Mapping[str, Any]) -> dict[str, Any]:
     scores: dict[str, Any] = {}
     for run, row in zip(runs, rows, strict=False):
         label = str(run.get("spec", {}).get("label") or run.get("name") or "")
-        key = next((known for known in EVAL_LABELS if label.startswith(f"{known} (")), label)
+        key = label.split(" (", 1)[0]  # "student (gguf:...)" -> student
         scores[key] = {"model": run.get("spec", {}).get("model"),
                        **{k: _rounded(row[k]) for k in SCORE_KEYS if row.get(k) is not None}}  # fmt: skip
     paired = compare.get("paired")
@@ -155,6 +201,8 @@ def _cli_value(value: Any) -> str:
 def _rounded(value: Any) -> Any:
     if isinstance(value, float):
         return round(value, 4)
+    if isinstance(value, Mapping):
+        return {k: _rounded(v) for k, v in value.items()}
     if isinstance(value, Sequence) and not isinstance(value, str):
         return [_rounded(v) for v in value]
     return value

@@ -20,10 +20,18 @@ from agentdistill.commands.common import emit_json, table
 @click.option("--description", default="", help="One line for the model card.")
 @click.option("--license", "license_", default="", help="License of the adapter (the base's and the data's apply).")
 @click.option("--force", is_flag=True, help="Replace a student of that name.")
+@click.option(
+    "--rank",
+    type=click.IntRange(min=1),
+    help="For a --full run: which `distill compress` adapter to ship (default: the only one).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the card as JSON.")
 def publish(out: Path, name: str, dest: Path | None, description: str, license_: str, force: bool,
-            as_json: bool) -> None:  # fmt: skip
-    """Publish the LoRA student of distill run OUT with a model card written from its plan, data and eval."""
+            rank: int | None, as_json: bool) -> None:  # fmt: skip
+    """Publish the LoRA student of distill run OUT with a model card written from its plan, data and eval.
+
+    A --full run publishes the adapter `distill compress OUT --rank R` extracted and evaluated.
+    """
     from agentdistill.distill.publish import PublishError, publish_student
     from agentdistill.models.students import find_student, students_root, user_students_root
 
@@ -31,7 +39,7 @@ def publish(out: Path, name: str, dest: Path | None, description: str, license_:
     shipped = find_student(name, students_root())
     if shipped is not None and dest.resolve() != students_root().resolve():
         raise PublishError(f"{name!r} is a student shipped with agentdistill: pick another --name")
-    card = publish_student(out, name, dest, description=description, license=license_, force=force)
+    card = publish_student(out, name, dest, description=description, license=license_, force=force, rank=rank)
     if as_json:
         emit_json(
             {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,7 +11,8 @@ from click.testing import CliRunner
 
 from agentdistill.benchmarks.suites.registry import get_suite
 from agentdistill.cli import cli
-from agentdistill.distill.pipeline import DistillPlan, NotEnoughItems, split_items
+from agentdistill.distill.pipeline import DistillPlan, NotEnoughItems, plan_dict, plan_from_dict, split_items
+from agentdistill.distill.trainer import TrainConfig
 from agentdistill.errors import ConfigError
 
 
@@ -55,6 +57,18 @@ def test_distill_run_with_a_full_fine_tune(tmp_path: Path, tiny_model_dir: Path,
     merged = out / "student" / "merged"
     assert (merged / "config.json").is_file() and not (merged / "adapter_config.json").exists()
     assert len((out / "eval" / "student" / "results.jsonl").read_text().splitlines()) == 2
+    # too big to ship: compress it to a LoRA adapter, evaluated on the same items beside the full model
+    args = ["--home", str(home), "distill", "compress", str(out), "--rank", "4", "--concurrency", "1", "--json"]
+    compressed = CliRunner().invoke(cli, args)
+    assert compressed.exit_code == 0, compressed.output
+    shown = json.loads(compressed.stdout)
+    assert shown["extract"]["rank"] == 4 and 0 < shown["extract"]["kept"] <= 1
+    assert (out / "student" / "lora-r4" / "adapter" / "adapter_config.json").is_file()
+    assert len((out / "eval" / "student-lora-r4" / "results.jsonl").read_text().splitlines()) == 2
+    labels = [run["spec"]["label"].split(" (")[0] for run in shown["compare"]["runs"]]
+    assert labels == ["teacher", "base-student", "student", "student-lora-r4"]
+    lora_run = CliRunner().invoke(cli, ["--home", str(home), "distill", "compress", str(tmp_path), "--rank", "4"])
+    assert lora_run.exit_code != 0 and "plan.json is missing" in str(lora_run.exception)
 
 
 @pytest.mark.integration
@@ -106,3 +120,14 @@ def test_collection_grows_with_the_train_limit_until_a_dataset_is_built(tmp_path
     (out / "data" / "info.json").write_text("{}")
     refused = collect(6)
     assert refused.exit_code != 0 and "its dataset is built from 4 items already" in str(refused.exception)
+
+
+def test_a_saved_plan_reads_back_as_the_same_plan(tmp_path: Path, home: Path):
+    plan = DistillPlan(agent="codeact", suite="gsm8k-sample", teacher="local:a", student="local:b", roles=("main",),
+                       train=TrainConfig(lora=False, lr=1e-4), options={"resample": True})  # fmt: skip
+    assert plan_from_dict(json.loads(json.dumps(plan_dict(plan), default=str))) == plan
+    out = tmp_path / "lora-run"
+    out.mkdir()
+    (out / "plan.json").write_text(json.dumps(plan_dict(dataclasses.replace(plan, train=TrainConfig())), default=str))
+    refused = CliRunner().invoke(cli, ["--home", str(home), "distill", "compress", str(out)])
+    assert refused.exit_code != 0 and "trained a LoRA adapter already" in str(refused.exception)

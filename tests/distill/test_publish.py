@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -87,7 +88,7 @@ def test_what_cannot_be_published_is_named(tmp_path: Path) -> None:
     with pytest.raises(PublishError, match=r"plan.json is missing: run `agentdistill distill run"):
         publish_student(tmp_path, "s", tmp_path / "students")
     full = finished_run(tmp_path / "full", train=cli_train(lora=False))
-    with pytest.raises(PublishError, match="holds no LoRA adapter.*student:.*merged"):
+    with pytest.raises(PublishError, match="is a full fine-tune .*run `agentdistill distill compress .* --rank 64`"):
         publish_student(full, "s", tmp_path / "students")
     hf = finished_run(tmp_path / "hf", student="hf:/some/dir")
     with pytest.raises(PublishError, match="a published student's base must be a packaged model"):
@@ -101,6 +102,47 @@ def test_what_cannot_be_published_is_named(tmp_path: Path) -> None:
         publish_student(no_eval, "s", tmp_path / "students")
     with pytest.raises(PublishError, match="plain folder name"):
         publish_student(finished_run(tmp_path / "ok"), "../escape", tmp_path / "students")
+
+
+def compressed(out: Path, rank: int, parse_accuracy: float | None) -> None:
+    """What `distill compress OUT --rank R` leaves: the adapter, its extract.json and (evaluated) its eval row."""
+    adapter = out / "student" / f"lora-r{rank}" / "adapter"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text(json.dumps({"r": rank}))
+    (adapter / "adapter_model.safetensors").write_bytes(b"factors")
+    extract = {"rank": rank, "modules": 210, "kept": 0.86312, "linear_share": 0.89, "left_out": {"embed_tokens": 0.11}}
+    (adapter / "extract.json").write_text(json.dumps(extract))
+    if parse_accuracy is not None:
+        compare = json.loads((out / "report" / "compare.json").read_text())
+        model = f"gguf:{adapter.parent}/student-f16.gguf"
+        compare["runs"].append(
+            {"name": f"recbot/{model}", "spec": {"model": model, "label": f"student-lora-r{rank} ({model})"}}
+        )
+        compare["compared"].append({"n": 100, "parse_accuracy": parse_accuracy})
+        compare["paired"] = None
+        (out / "report" / "compare.json").write_text(json.dumps(compare))
+
+
+def test_a_full_fine_tune_ships_its_compressed_adapter_with_its_own_scores(tmp_path: Path) -> None:
+    out = finished_run(tmp_path / "full", train=cli_train(lora=False))
+    shutil.rmtree(out / "student" / "adapter")
+    compressed(out, 64, parse_accuracy=0.5)
+    card = publish_student(out, "parser-full", tmp_path / "students")
+    assert card.scores["student"]["parse_accuracy"] == 0.5  # the shipped adapter's own eval, not the full model's
+    assert card.scores["student-full"]["parse_accuracy"] == 0.52
+    assert card.headline() == "parse_accuracy 0.500 vs teacher 0.470 (n=100)"
+    data = json.loads((card.path / "card.json").read_text())
+    assert data["compressed"]["rank"] == 64 and data["compressed"]["kept"] == 0.8631
+    assert data["training"]["full_fine_tune"] is True and "--full" in card.command
+    assert card.command.endswith("--out runs/parser-full && agentdistill distill compress runs/parser-full --rank 64")
+    assert (card.path / "adapter_model.safetensors").read_bytes() == b"factors"
+    compressed(out, 16, parse_accuracy=None)
+    with pytest.raises(PublishError, match="adapters of rank 16, 64: pick one with --rank"):
+        publish_student(out, "x", tmp_path / "students")
+    with pytest.raises(PublishError, match="has not been evaluated: run `agentdistill distill compress .* --rank 16`"):
+        publish_student(out, "x", tmp_path / "students", rank=16)
+    with pytest.raises(PublishError, match="no rank-8 adapter"):
+        publish_student(out, "x", tmp_path / "students", rank=8)
 
 
 def test_default_flags_stay_out_of_the_command() -> None:

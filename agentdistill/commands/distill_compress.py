@@ -1,0 +1,51 @@
+"""`distill compress`: a --full run's student as a rank-R LoRA adapter, evaluated on the run's held-out items."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import click
+
+from agentdistill.commands.common import emit_json, settings
+from agentdistill.errors import AgentDistillError
+
+
+@click.command("compress")
+@click.argument("out", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--rank", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Adapter rank: higher keeps more of the fine-tune, in a bigger file (SmolLM2-135M: 0.3 MiB"
+                   " per rank in fp16).")  # fmt: skip
+@click.option("--concurrency", type=click.IntRange(min=1), help="Items in flight in the eval (default: the run's).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Benchmark data root.")
+@click.option("--json", "as_json", is_flag=True, help="Print the extraction and the comparison as JSON.")
+@click.pass_context
+def compress(ctx: click.Context, out: Path, rank: int, concurrency: int | None, data_dir: Path | None,
+             as_json: bool) -> None:  # fmt: skip
+    """Compress the full fine-tune of distill run OUT to a LoRA adapter and evaluate it beside the full model.
+
+    `distill publish OUT --name NAME` then ships the adapter (a full model is too big to ship), with the
+    adapter's own held-out scores on its card.
+    """
+    from agentdistill.distill.compress import compress_student
+    from agentdistill.distill.pipeline import Pipeline, plan_from_dict
+
+    config = settings(ctx)
+    if data_dir is not None:
+        config = dataclasses.replace(config, data_dir=data_dir)
+    plan_file = out / "plan.json"
+    if not plan_file.is_file():
+        raise AgentDistillError(f"{plan_file} is missing: OUT must be the --out of a `distill run --full`")
+    plan = plan_from_dict(json.loads(plan_file.read_text(encoding="utf-8")))
+    if concurrency is not None:
+        plan = dataclasses.replace(plan, concurrency=concurrency)
+    pipeline = Pipeline(plan, config, out, say=lambda text: click.echo(text, err=True))
+    result = compress_student(pipeline, rank)
+    compare = json.loads((result.report.parent / "compare.json").read_text(encoding="utf-8"))
+    if as_json:
+        emit_json({"adapter": str(result.adapter), "extract": dataclasses.asdict(result.extract), "compare": compare})
+        return
+    click.echo(result.extract.describe())
+    click.echo(result.report.read_text(encoding="utf-8").split("\n## ")[0])
+    click.echo(f"adapter: {result.adapter}; publish it with `agentdistill distill publish {out} --name NAME`")
