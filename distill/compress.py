@@ -14,10 +14,13 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agentdistill.distill.lora_extract import ExtractReport, extract_lora
-from agentdistill.distill.pipeline import Pipeline, student_base_dir
 from agentdistill.errors import AgentDistillError
+
+if TYPE_CHECKING:  # publish reads the layout below without loading the pipeline
+    from agentdistill.distill.pipeline import Pipeline
 
 
 class NotAFullFineTune(AgentDistillError):
@@ -31,12 +34,26 @@ class Compressed:
     report: Path  # report/compare.md of teacher, base, full student and the adapter
 
 
-def label(rank: int) -> str:
+def compressed_dir(out: Path, rank: int) -> Path:
+    """OUT/student/lora-r<rank>: the adapter and its merged model."""
+    return Path(out) / "student" / f"lora-r{rank}"
+
+
+def eval_label(rank: int) -> str:
+    """The eval run (and compare label) of the rank-`rank` adapter: OUT/eval/student-lora-r<rank>."""
     return f"student-lora-r{rank}"
+
+
+def compressed_ranks(out: Path) -> list[int]:
+    """The ranks of every finished extraction under OUT, ascending."""
+    ranks = (adapter.parent.name.removeprefix("lora-r") for adapter in (Path(out) / "student").glob("lora-r*/adapter")
+             if (adapter / "adapter_config.json").is_file())  # fmt: skip
+    return sorted(int(rank) for rank in ranks if rank.isdigit())
 
 
 def compress_student(pipeline: Pipeline, rank: int) -> Compressed:
     """Extract the rank-`rank` adapter of the run's full fine-tune (once), then evaluate it on the eval items."""
+    from agentdistill.distill.pipeline import student_base_dir
     from agentdistill.distill.student import merge_adapter
 
     out, plan = pipeline.out, pipeline.plan
@@ -46,7 +63,7 @@ def compress_student(pipeline: Pipeline, rank: int) -> Compressed:
                                " compress is for runs trained with --full")  # fmt: skip
     if not full.is_dir():
         raise NotAFullFineTune(f"{full} is missing: finish the run first (`agentdistill distill run ... --full`)")
-    folder = out / "student" / f"lora-r{rank}"
+    folder = compressed_dir(out, rank)
     base = student_base_dir(plan.student)
     if not (folder / "merged").is_dir():
         staging = folder.with_name(f".{folder.name}.building")
@@ -58,7 +75,7 @@ def compress_student(pipeline: Pipeline, rank: int) -> Compressed:
         os.replace(staging, folder)
     report = read_extract(folder / "adapter")
     pipeline.say(f"      {report.describe()}")
-    compare = pipeline.evaluate(full, extra=[(label(rank), folder / "merged")])
+    compare = pipeline.evaluate(full, extra=[(eval_label(rank), folder / "merged")])
     return Compressed(adapter=folder / "adapter", extract=report, report=compare)
 
 

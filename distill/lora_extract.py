@@ -81,9 +81,10 @@ def extract_lora(
         energy = float(delta.pow(2).sum())
         total += energy
         module = name.removesuffix(".weight")
-        if delta.dim() != 2 or not name.endswith(".weight") or module.rsplit(".", 1)[-1] not in wanted:
+        kind = module.rsplit(".", 1)[-1]  # q_proj, input_layernorm, embed_tokens, bias, ...
+        if delta.dim() != 2 or kind not in wanted:
             if energy > 0:
-                left_out[_group(name)] = left_out.get(_group(name), 0.0) + energy
+                left_out[kind] = left_out.get(kind, 0.0) + energy
             continue
         u, s, vh = torch.linalg.svd(delta, full_matrices=False)
         r = min(rank, s.numel())
@@ -130,9 +131,3 @@ def _weights(directory: Path) -> Mapping[str, Any]:
     for file in files:
         weights.update(load_file(str(file)))
     return weights
-
-
-def _group(name: str) -> str:
-    """model.layers.3.input_layernorm.weight -> input_layernorm; model.embed_tokens.weight -> embed_tokens."""
-    parts = name.removesuffix(".weight").split(".")
-    return parts[-1]

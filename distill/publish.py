@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from agentdistill.distill.compress import compressed_dir, compressed_ranks, eval_label
 from agentdistill.errors import AgentDistillError
 from agentdistill.models.students import CARD, StudentCard, read_card
 from agentdistill.paths import atomic_write, fsync_dir
@@ -56,7 +57,8 @@ def publish_student(
         raise PublishError(f"student name {name!r} must be a plain folder name, e.g. recbot-parser-135m")
     plan = _read_json(out / "plan.json", "run `agentdistill distill run --out DIR` first; DIR holds plan.json")
     full = not plan.get("train", {}).get("lora", True)
-    adapter = compressed_adapter(out, rank) if full else out / "student" / "adapter"
+    rank = _chosen_rank(out, rank) if full else None  # a LoRA run ships its own adapter
+    adapter = out / "student" / "adapter" if rank is None else compressed_dir(out, rank) / "adapter"
     if not (adapter / "adapter_config.json").is_file():
         raise PublishError(f"{adapter} holds no LoRA adapter: finish the run (`agentdistill distill run` with"
                            " --out) before publishing it")  # fmt: skip
@@ -73,7 +75,7 @@ def publish_student(
         "description": description,
         "dataset": _dataset(plan, info),
         "command": plan_command(plan, out_hint=f"runs/{name}"),
-        "scores": _shipped_scores(eval_scores(compare), adapter, full),
+        "scores": _shipped_scores(eval_scores(compare), out, rank),
         "license": license,
         "training": {k: plan["train"].get(k) for k in ("lora_r", "lora_alpha", "target_modules", "lr", "epochs",
                                                         "max_steps", "batch_size", "grad_accum", "seed")},
@@ -82,7 +84,7 @@ def publish_student(
         extract = _read_json(adapter / "extract.json", f"run `agentdistill distill compress {out}` again")
         card["training"]["full_fine_tune"] = True
         card["compressed"] = {k: _rounded(extract.get(k)) for k in ("rank", "kept", "linear_share", "left_out")}
-        card["command"] += f" && agentdistill distill compress runs/{name} --rank {extract.get('rank')}"
+        card["command"] += f" && agentdistill distill compress runs/{name} --rank {rank}"
     target = Path(dest_root) / name
     if target.exists() and not force:
         raise PublishError(f"{target} exists: pass --force to replace that student")
@@ -108,33 +110,31 @@ def publish_student(
     return read_card(target)
 
 
-def compressed_adapter(out: Path, rank: int | None) -> Path:
-    """The adapter `distill compress` extracted from a --full run (the one of `rank`, or the only one)."""
-    found = {int(p.parent.name.removeprefix("lora-r")): p for p in (out / "student").glob("lora-r*/adapter")
-             if (p / "adapter_config.json").is_file() and p.parent.name.removeprefix("lora-r").isdigit()}  # fmt: skip
+def _chosen_rank(out: Path, rank: int | None) -> int:
+    """The rank of the adapter `distill compress` extracted from a --full run (`rank`, or the only one)."""
+    found = compressed_ranks(out)
     if not found:
         raise PublishError(
             f"{out} is a full fine-tune (a whole model, too big to ship): run `agentdistill distill compress {out}"
             " --rank 64` to extract and evaluate a LoRA adapter of it first, then publish again."
         )
     if rank is None and len(found) > 1:
-        raise PublishError(f"{out} has adapters of rank {', '.join(map(str, sorted(found)))}: pick one with --rank")
-    chosen = rank if rank is not None else next(iter(found))
+        raise PublishError(f"{out} has adapters of rank {', '.join(map(str, found))}: pick one with --rank")
+    chosen = rank if rank is not None else found[0]
     if chosen not in found:
-        raise PublishError(f"{out} has no rank-{chosen} adapter (ranks: {', '.join(map(str, sorted(found)))}):"
+        raise PublishError(f"{out} has no rank-{chosen} adapter (ranks: {', '.join(map(str, found))}):"
                            f" run `agentdistill distill compress {out} --rank {chosen}` first")  # fmt: skip
-    return found[chosen]
+    return chosen
 
 
-def _shipped_scores(scores: dict[str, Any], adapter: Path, full: bool) -> dict[str, Any]:
+def _shipped_scores(scores: dict[str, Any], out: Path, rank: int | None) -> dict[str, Any]:
     """A compressed adapter's own eval becomes `student`; the full model it came from is kept as student-full."""
-    if not full:
+    if rank is None:
         return scores
-    own = scores.pop(adapter.parent.name.replace("lora-", "student-lora-"), None)
+    own = scores.pop(eval_label(rank), None)
     if own is None:
-        rank = adapter.parent.name.removeprefix("lora-r")
-        raise PublishError(f"{adapter} has not been evaluated: run `agentdistill distill compress"
-                           f" {adapter.parent.parent.parent} --rank {rank}`")  # fmt: skip
+        raise PublishError(f"{compressed_dir(out, rank) / 'adapter'} has not been evaluated: run"
+                           f" `agentdistill distill compress {out} --rank {rank}`")  # fmt: skip
     if "student" in scores:
         scores["student-full"] = scores.pop("student")
     return {**scores, "student": own}
