@@ -37,7 +37,12 @@ def compress(ctx: click.Context, out: Path, rank: int, concurrency: int | None, 
     plan_file = out / "plan.json"
     if not plan_file.is_file():
         raise AgentDistillError(f"{plan_file} is missing: OUT must be the --out of a `distill run --full`")
-    plan = plan_from_dict(json.loads(plan_file.read_text(encoding="utf-8")))
+    try:
+        saved = json.loads(plan_file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        fix = "`distill run` writes it: restore it, or rerun that command with the same --out"
+        raise AgentDistillError(f"{plan_file} line {exc.lineno}: not JSON ({exc.msg}); {fix}") from None
+    plan = plan_from_dict(saved)
     if concurrency is not None:
         plan = dataclasses.replace(plan, concurrency=concurrency)
     pipeline = Pipeline(plan, config, out, say=lambda text: click.echo(text, err=True))

@@ -131,3 +131,6 @@ def test_a_saved_plan_reads_back_as_the_same_plan(tmp_path: Path, home: Path):
     (out / "plan.json").write_text(json.dumps(plan_dict(dataclasses.replace(plan, train=TrainConfig())), default=str))
     refused = CliRunner().invoke(cli, ["--home", str(home), "distill", "compress", str(out)])
     assert refused.exit_code != 0 and "trained a LoRA adapter already" in str(refused.exception)
+    (out / "plan.json").write_text('{\n  "agent": oops')
+    garbled = CliRunner().invoke(cli, ["--home", str(home), "distill", "compress", str(out)])
+    assert garbled.exit_code != 0 and "plan.json line 2: not JSON" in str(garbled.exception)
