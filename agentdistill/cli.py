@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -56,10 +57,22 @@ def _terminated(signum: int, frame: object) -> None:
     raise Terminated
 
 
+def quiet_library_bars() -> None:
+    """No "Loading weights" bars from transformers or sentence-transformers: a load takes seconds and its bar
+    lands in the middle of a streamed answer; our own progress reports the long work. HF_HUB_DISABLE_PROGRESS_BARS=0
+    in the environment brings them back."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules and os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] != "0":  # read at its import
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: user-fixable errors print one line and exit 2; --debug shows the traceback."""
     args = list(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, _terminated)  # `serve` installs uvicorn's own handlers while it serves
+    quiet_library_bars()
     try:
         code = cli.main(args=args, prog_name="agentdistill", standalone_mode=False)
         if isinstance(code, int) and code != 0:  # ctx.exit(N): click returns N instead of exiting with it

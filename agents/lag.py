@@ -2,8 +2,11 @@
 
 The model splits the question into a DAG of atomic sub-questions (agents/lag_plan.py validates it). Each
 sub-question, in topological order, gets its dependencies' answers substituted in, is searched for and
-answered from the passages alone. A sub-answer of UNANSWERABLE ends the run with "insufficient
-information" (this is how unanswerable MuSiQue questions must come out) instead of letting synthesis guess.
+answered from the passages alone. A sub-answer of UNANSWERABLE ends the chain. With `on_missing="stop"` (the
+paper's logical terminator, the default) the run answers "insufficient information" (how unanswerable MuSiQue
+questions must come out) instead of letting synthesis guess; with `on_missing="read"` one last call reads the
+original question's own top passages with the facts found so far, as the `reader` baseline would, so a chain
+that lost its way on an answerable question still answers.
 The chain of sub-questions, rewrites, passages and answers is returned and recorded as a `lag_chain` event.
 """
 
@@ -19,7 +22,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from agentdistill.agents.common import Status, check_question, load_prompt, max_steps_message
+from agentdistill.agents.common import Status, check_question, final_answer_text, load_prompt, max_steps_message
 from agentdistill.agents.lag_plan import (
     UNANSWERABLE,
     PlanError,
@@ -42,6 +45,8 @@ LINE_STOP = ["\n\n", "\nQuestion:", "\nPassages:"]  # answers and rewrites are o
 PLAN_STOP = ["\n\n", "\nQuestion:", "\nExample"]  # the JSON may span lines but not a blank one: small models repeat it
 # Per-turn fields a new question on a checkpointed thread starts from (history and messages carry over).
 _FRESH_TURN = dict(steps=0, answer=None, status="running", plan=[], chain=[], faults=[], terminated=None)
+READ_STOP = ["\nQuestion:", "\nPassages:"]  # the fallback read thinks first, over several lines
+ON_MISSING = ("stop", "read")
 RETRY = "Your reply is not a valid decomposition: {error}\nReply again with the corrected JSON object only."
 
 
@@ -78,18 +83,29 @@ def build_lag_graph(
     max_tokens: int = 256,
     max_decompose_retries: int = 2,
     k: int = 3,
+    on_missing: str = "stop",
+    read_k: int = 5,
 ) -> CompiledStateGraph:
-    """Teacher or student, the graph is the same; `max_steps` bounds model calls per turn, not graph steps."""
+    """Teacher or student, the graph is the same; `max_steps` bounds model calls per turn, not graph steps.
+
+    `on_missing` says what an UNANSWERABLE sub-answer does: "stop" answers "insufficient information";
+    "read" answers the original question from its own top-`read_k` passages and the facts found so far.
+    """
     by_name = {tool.name: tool for tool in tools}
     if "search" not in by_name:
         raise MissingSearchTool(sorted(by_name))
-    limits = {"max_steps": (max_steps, 1), "max_decompose_retries": (max_decompose_retries, 0), "k": (k, 1)}
+    if on_missing not in ON_MISSING:
+        raise ConfigError("on_missing", on_missing, " or ".join(repr(m) for m in ON_MISSING))
+    limits = {
+        "max_steps": (max_steps, 1), "max_decompose_retries": (max_decompose_retries, 0), "k": (k, 1),
+        "read_k": (read_k, 1),
+    }  # fmt: skip
     for name, (value, low) in limits.items():
         if value < low:
             raise ConfigError(name, value, f"an integer >= {low}")
     recorder = recorder or Recorder(None, agent="lag")
     model = recorder.wrap(model, role="policy")
-    names = ("decompose", "answer", "rewrite", "synthesize")
+    names = ("decompose", "answer", "rewrite", "synthesize", "read")
     prompts = {name: load_prompt(f"lag_{name}", prompts_dir) for name in names}
     search_args = {"k": k} if "k" in by_name["search"].parameters["properties"] else {}
 
@@ -132,8 +148,8 @@ def build_lag_graph(
         fallback = [{"id": "q1", "question": state["question"], "depends_on": []}]
         return {"steps": steps, "faults": faults, "plan": fallback}
 
-    def retrieve(query: str) -> str:
-        call = ToolCall("search", {"query": query, **search_args})
+    def retrieve(query: str, top: int = k) -> str:
+        call = ToolCall("search", {"query": query, **({"k": top} if search_args else {})})
         try:
             result = run_tool(by_name, call)
         except Exception as exc:  # a tool that raises is reported to the model, not the user
@@ -170,9 +186,10 @@ def build_lag_graph(
         chain.append({**sub, "query": query, "rewrite_by": rewrite_by, "passages": passage_refs(observation),
                       "answer": UNANSWERABLE if unanswerable else answer})  # fmt: skip
         if unanswerable:  # the logical terminator: a needed fact is missing, so synthesis would only guess
-            recorder.event(
-                "terminated", {"subquestion": sub["id"], "question": query, "reason": "no supporting passage"}
-            )
+            recorder.event("terminated", {"subquestion": sub["id"], "question": query,
+                                          "reason": "no supporting passage", "then": on_missing})  # fmt: skip
+            if on_missing == "read":
+                return {"steps": steps, "chain": chain, "terminated": sub["id"]}
             return {"steps": steps, "chain": chain, "terminated": sub["id"], "answer": INSUFFICIENT, "status": "ok"}
         return {"steps": steps, "chain": chain}
 
@@ -188,6 +205,17 @@ def build_lag_graph(
         final = chain[-1]["answer"] if not answer else INSUFFICIENT if is_unanswerable(answer) else answer
         return {"steps": steps + 1, "answer": final, "status": "ok"}
 
+    def read(state: LagState) -> dict[str, Any]:
+        steps, question = state["steps"], state["question"]
+        if steps >= max_steps:
+            return out_of_steps(steps, INSUFFICIENT)
+        found = [e for e in state["chain"] if e["answer"] != UNANSWERABLE]
+        facts = "\n".join(f"- {e['query']} {e['answer']}" for e in found) or "(none)"
+        text = prompts["read"].format(question=question, facts=facts, passages=retrieve(question, read_k))
+        answer = final_answer_text(ask([user(text)], READ_STOP))
+        recorder.annotate_last(parsed={"answer": answer})
+        return {"steps": steps + 1, "answer": answer or INSUFFICIENT, "status": "ok"}
+
     def finish(state: LagState) -> dict[str, Any]:
         status, answer, question = state["status"], state.get("answer"), state["question"]
         recorder.event("lag_chain", {"question": question, "subquestions": state["plan"], "chain": state["chain"],
@@ -201,19 +229,22 @@ def build_lag_graph(
     def after_resolve(state: LagState) -> str:
         if state["status"] != "running":
             return "finish"
+        if state.get("terminated"):
+            return "read"
         return "resolve" if len(state["chain"]) < len(state["plan"]) else "synthesize"
 
     graph = StateGraph(LagState)
     # start records no step and must not attach a failure (an empty question) to the previous turn's run_id.
     graph.add_node("start", start)
-    for node in (decompose, resolve, synthesize, finish):
+    for node in (decompose, resolve, synthesize, read, finish):
         graph.add_node(node.__name__, recorder.node(node))
     graph.add_edge(START, "start")
     graph.add_edge("start", "decompose")
     graph.add_conditional_edges(
         "decompose", lambda s: "resolve" if s["status"] == "running" else "finish", ["resolve", "finish"]
     )
-    graph.add_conditional_edges("resolve", after_resolve, ["resolve", "synthesize", "finish"])
+    graph.add_conditional_edges("resolve", after_resolve, ["resolve", "synthesize", "read", "finish"])
     graph.add_edge("synthesize", "finish")
+    graph.add_edge("read", "finish")
     graph.add_edge("finish", END)
     return graph.compile(checkpointer=checkpointer)

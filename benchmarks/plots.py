@@ -7,6 +7,7 @@ and reports run inside servers and CI where no window may ever open.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,35 +48,24 @@ def accuracy_bars(path: Path, groups: Mapping[str, Sequence[RunPoint]], *, title
     for i in range(n_runs):
         points = [groups[name][i] for name in names]
         xs = [g - 0.4 + width * (i + 0.5) for g in range(len(names))]
-        heights = [p.accuracy or 0.0 for p in points]
+        # A run that got nothing right still shows its colour: a zero-height bar would vanish.
+        heights = [0.0 if p.accuracy is None else max(p.accuracy, 0.006) for p in points]
         ax.bar(xs, heights, width * 0.92, label=points[0].label, color=_PALETTE[i % len(_PALETTE)])
         for x, point in zip(xs, points, strict=True):
+            top = point.accuracy or 0.0
             if point.accuracy is not None and point.ci95 is not None:
                 lo, hi = point.ci95
-                ax.errorbar(
-                    x,
-                    point.accuracy,
-                    yerr=[[point.accuracy - lo], [hi - point.accuracy]],
-                    color="black",
-                    capsize=4,
-                    linewidth=1,
-                )
-            if annotate:
+                ax.errorbar(x, point.accuracy, yerr=[[point.accuracy - lo], [hi - point.accuracy]], color="black",
+                            capsize=4, linewidth=1)  # fmt: skip
+                top = hi
+            if annotate:  # above the interval, where no bar or whisker can hide it
                 text = "n/a" if point.accuracy is None else f"{point.accuracy:.0%}"
-                ax.annotate(
-                    text,
-                    (x, 0),
-                    xytext=(0, 3),
-                    textcoords="offset points",
-                    ha="center",
-                    fontsize=8,
-                    color="white" if (point.accuracy or 0) > 0.08 else "black",
-                )
+                ax.annotate(text, (x, top), xytext=(0, 3), textcoords="offset points", ha="center", fontsize=8)
     ax.set_xticks(range(len(names)), names, rotation=15 if len(names) > 3 else 0)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.1)
     ax.set_ylabel("accuracy (95% Wilson interval)")
-    if n_runs > 1:
-        ax.legend(fontsize=8)
+    if n_runs > 1:  # beneath the axes: inside, it covers the bars of whichever group it lands on
+        fig.legend(fontsize=8, loc="outside lower center", ncols=min(n_runs, 3))
     ax.set_title(title)
     return _save(fig, path)
 
@@ -93,22 +83,36 @@ def tradeoff_scatter(path: Path, runs: Sequence[RunPoint], *, title: str = "Accu
     fig = Figure(figsize=(12.0, 3.8), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(panels), sharey=True)
+    colours = [_PALETTE[i % len(_PALETTE)] for i in range(len(runs))]
     for ax, (field, xlabel) in zip(axes, panels, strict=True):
-        for run in runs:
+        xs = []
+        for run, colour in zip(runs, colours, strict=True):
             x = getattr(run, field)
             if x is None or run.accuracy is None:
                 continue
+            xs.append(x)
             yerr = None
             if run.ci95 is not None:
                 yerr = [[run.accuracy - run.ci95[0]], [run.ci95[1] - run.accuracy]]
-            ax.errorbar([x], [run.accuracy], yerr=yerr, fmt="o", capsize=4, markersize=7)
-            ax.annotate(run.label, (x, run.accuracy), xytext=(6, 6), textcoords="offset points", fontsize=8)
+            ax.errorbar([x], [run.accuracy], yerr=yerr, fmt="o", capsize=4, markersize=7, color=colour, label=run.label)
         ax.set_xlabel(xlabel)
         ax.xaxis.set_major_locator(MaxNLocator(5))  # cost ticks like 0.00012 overlap at the default density
         ax.xaxis.set_major_formatter(FuncFormatter(_tick))
         ax.set_ylim(0, 1.05)
         ax.grid(alpha=0.3)
         ax.margins(x=0.25)
+        if xs and min(xs) == max(xs):  # one value (a free local model's cost): no axis of made-up negatives
+            ax.set_xticks([xs[0]])
+            ax.set_xlim(xs[0] - 1, xs[0] + 1) if xs[0] else ax.set_xlim(-0.5, 0.5)
+            ax.set_xlabel(f"{xlabel}: {_tick(xs[0])} for every run")
+    axes[0].set_ylabel("accuracy")
+    handles, labels = axes[0].get_legend_handles_labels()
+    for ax in axes[1:]:  # a panel with data the first lacks (latency without tokens) adds its runs
+        more = ax.get_legend_handles_labels()
+        handles += [h for h, label in zip(*more, strict=True) if label not in labels]
+        labels += [label for label in more[1] if label not in labels]
+    if handles:  # a legend, not labels at the points: close points' labels overprint each other
+        fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncols=min(len(labels), 4))
     axes[0].set_ylabel("accuracy")
     fig.suptitle(title)
     return _save(fig, path)
@@ -128,6 +132,8 @@ def steps_histogram(path: Path, correct_steps: Sequence[int], wrong_steps: Seque
     )
     ax.set_xlabel("model calls per item")
     ax.set_ylabel("items")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no tick at 0.5 steps or 1.25 items
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlim(-0.5, top + 0.5)
     ax.legend()
     ax.set_title(title)
@@ -137,7 +143,7 @@ def steps_histogram(path: Path, correct_steps: Sequence[int], wrong_steps: Seque
 def paired_outcomes(path: Path, counts: Mapping[str, int], *, labels: tuple[str, str], p_value: float) -> Path:
     """The 2x2 of two runs on the same items: where they disagree matters, not only how many each got right."""
     a, b = labels
-    names = ["both right", f"only {a}", f"only {b}", "both wrong"]
+    names = ["both right", *(textwrap.fill(f"only {label}", 28) for label in (a, b)), "both wrong"]
     keys = ["both_right", "only_a", "only_b", "both_wrong"]
     fig, ax = _figure(7.0, 3.6)
     values = [counts.get(k, 0) for k in keys]
@@ -145,8 +151,9 @@ def paired_outcomes(path: Path, counts: Mapping[str, int], *, labels: tuple[str,
     for y, v in enumerate(values[::-1]):
         ax.annotate(str(v), (v, y), xytext=(4, 0), textcoords="offset points", va="center")
     ax.set_xlabel("items")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.margins(x=0.15)
-    ax.set_title(f"Paired outcomes on {sum(values)} shared items (McNemar exact p = {p_value:.3g})")
+    ax.set_title(f"Paired outcomes on {sum(values)} shared items\nMcNemar exact p = {p_value:.3g}")
     return _save(fig, path)
 
 

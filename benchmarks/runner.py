@@ -17,15 +17,12 @@ a figure means the same everywhere.
 from __future__ import annotations
 
 import math
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-from tqdm import tqdm
 
 from agentdistill.agents.turn import run_turn
 from agentdistill.benchmarks.cost import cost_usd
@@ -35,6 +32,7 @@ from agentdistill.benchmarks.results import RETRY, ItemResult, ItemStatus, RunDi
 from agentdistill.errors import AgentDistillError, ConfigError, ModelUnavailable, StoreError
 from agentdistill.memory.trajectories import TrajectoryStore
 from agentdistill.models.base import ChatModel, Completion, Message, TokenCallback
+from agentdistill.progress import Progress
 from agentdistill.trajectory import Recorder, RunStatus, StepError
 
 Metric = Callable[[str | None, Sequence[str]], Score]
@@ -73,7 +71,7 @@ class RunnerConfig:
 
     concurrency: int = 1  # items in flight at once; each holds one model call at a time
     item_timeout_s: float = 600.0  # wall budget per item; checked before each model call and by the main thread
-    progress: bool | None = None  # tqdm bar on stderr; None = only when stderr is a terminal
+    progress: bool | None = None  # stderr: True = a bar, False = nothing, None = a bar on a terminal, else timed lines
     seed: int = 0  # the run's seed, as recorded in its RunSpec (item sampling happens before the runner)
     run_meta: Mapping[str, Any] = field(default_factory=dict)  # added to every run's meta (e.g. prompt_hash)
 
@@ -415,20 +413,18 @@ class _Progress:
     """items done/total with accuracy so far and this session's tokens/s, on stderr."""
 
     def __init__(self, total: int, earlier: Sequence[ItemResult], enabled: bool | None) -> None:
-        show = sys.stderr.isatty() if enabled is None else enabled
         self.correct = sum(bool(r.correct) for r in earlier)
         self.done = len(earlier)
         self.tokens = 0
         self.started = time.perf_counter()
-        self.bar = tqdm(total=total, initial=self.done, desc="items", unit="item", file=sys.stderr,
-                        disable=not show, dynamic_ncols=True)  # fmt: skip
+        self.bar = Progress(total, desc="items", unit="item", initial=self.done, enabled=enabled)
 
     def add(self, result: ItemResult) -> None:
         self.done += 1
         self.correct += bool(result.correct)
         self.tokens += result.tokens
         elapsed = max(time.perf_counter() - self.started, 1e-9)
-        self.bar.set_postfix(acc=f"{self.correct / self.done:.3f}", tok_s=f"{self.tokens / elapsed:.0f}", refresh=False)
+        self.bar.set_postfix(acc=f"{self.correct / self.done:.3f}", tok_s=f"{self.tokens / elapsed:.0f}")
         self.bar.update(1)
 
     def close(self) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 
 from agentdistill.errors import AgentDistillError, ConfigError
 from agentdistill.paths import atomic_write
+from agentdistill.progress import Progress
 
 if TYPE_CHECKING:
     from agentdistill.distill.data import EncodedExample
@@ -325,15 +325,13 @@ def _run_teacher(
     progress: bool | None,
 ) -> None:
     from safetensors.torch import save
-    from tqdm import tqdm
     from transformers import AutoModelForCausalLM
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32  # bf16 is slow on CPUs without bf16 units
     model = AutoModelForCausalLM.from_pretrained(teacher_dir, dtype=dtype).to(dev).eval()
-    show = sys.stderr.isatty() if progress is None else progress
     total = sum(len(s) for s in shard_examples)
-    with tqdm(total=total, desc="teacher top-k", unit="ex", file=sys.stderr, disable=not show) as bar:
+    with Progress(total, desc="teacher top-k", unit="ex", enabled=progress) as bar:
         for shard, examples in zip(shard_indices, shard_examples, strict=True):
             rows = [_teacher_topk(model, batch, k, dev) for batch in _chunks(examples, batch_size)]
             bar.update(len(examples))

@@ -14,7 +14,6 @@ import dataclasses
 import json
 import math
 import resource
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from tqdm import tqdm
 
 from agentdistill.distill.checkpoints import (
     CheckpointMismatch,
@@ -38,6 +36,7 @@ from agentdistill.distill.data import EncodedExample, collate
 from agentdistill.distill.sft import IGNORE, sft_loss, token_ce_sum
 from agentdistill.errors import AgentDistillError, ConfigError
 from agentdistill.paths import atomic_write
+from agentdistill.progress import Progress
 
 LossFn = Callable[[torch.nn.Module, dict[str, Any]], tuple[torch.Tensor, dict[str, float]]]
 
@@ -225,8 +224,7 @@ def train(
         with atomic_write(metrics_path) as handle:
             handle.writelines(json.dumps(row) + "\n" for row in rows)
 
-    show = (sys.stderr.isatty() if progress is None else progress) and main
-    bar = tqdm(total=total, initial=start, disable=not show, file=sys.stderr, unit="step", dynamic_ncols=True)
+    bar = Progress(total, desc="training", unit="step", initial=start, enabled=progress if main else False)
     model.train()
     step, val_loss, window, tokens = start, None, [], 0
     began = last = time.perf_counter()

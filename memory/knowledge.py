@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
-import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from agentdistill.errors import AgentDistillError, ConfigError
 from agentdistill.memory import store_db, store_files, vector_index
@@ -38,6 +36,8 @@ from agentdistill.memory.store_files import (
     read_info,
     store_dir,
 )
+from agentdistill.paths import home_dir
+from agentdistill.progress import Progress
 
 
 class DocumentNotFound(AgentDistillError):
@@ -193,8 +193,7 @@ class KnowledgeStore:
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         step = self.config.batch_size * 8  # several batches per call: bar updates cost nothing next to encoding
-        show = sys.stderr.isatty() if progress is None else progress
-        with tqdm(total=len(texts), unit="chunk", desc="embedding", file=sys.stderr, disable=not show) as bar:
+        with Progress(len(texts), desc="embedding", unit="chunk", enabled=progress) as bar:
             for start in range(0, len(order), step):
                 idx = order[start : start + step]
                 vectors = self.embedder.encode([texts[i] for i in idx], batch_size=self.config.batch_size)
@@ -401,7 +400,7 @@ class KnowledgeStore:
 
 def open_store(
     name: str,
-    root: str | Path,
+    root: str | Path | None = None,
     *,
     embedder: Embedder | str | None = None,
     config: KnowledgeConfig | None = None,
@@ -409,14 +408,16 @@ def open_store(
 ) -> KnowledgeStore:
     """Open the current generation, checking manifest, index and database against each other.
 
+    `root=None` is where the CLI keeps knowledge bases: `<home>/kb` (home: $AGENTDISTILL_HOME or ~/.agentdistill).
     `embedder=None` recreates the embedder recorded in the manifest on first search; an explicit one must match it.
     `config=None` reuses the chunking and index settings the store was built with.
     """
-    loaded = store_files.load_generation(store_dir(root, name), name=name, root=Path(root))
+    root = default_kb_root() if root is None else Path(root)
+    loaded = store_files.load_generation(store_dir(root, name), name=name, root=root)
     manifest = loaded.manifest
     store = KnowledgeStore(
         name,
-        Path(root),
+        root,
         db=loaded.db,
         index=loaded.index,
         config=config or KnowledgeConfig.from_dict(manifest.get("config", {})),
@@ -432,6 +433,21 @@ def open_store(
         store.check_embedder(emb)
         store._embedder = emb
     return store
+
+
+def default_kb_root() -> Path:
+    """Where the CLI keeps knowledge bases: `<home>/kb`."""
+    return home_dir() / "kb"
+
+
+def sample_store(root: str | Path | None = None, *, device: str | None = None) -> KnowledgeStore:
+    """The shipped sample knowledge base (48 HotpotQA questions' passages) under `root` (default `<home>/kb`),
+    built from the package on first use."""
+    root = default_kb_root() if root is None else Path(root)
+    try:
+        return open_store("sample", root, device=device)
+    except StoreNotFound:
+        return build_store("sample", root, sample_kb_path(), device=device)
 
 
 def add_documents(
@@ -496,6 +512,7 @@ __all__ = [
     "StoreInfo",
     "StoreNotFound",
     "build_store",
+    "default_kb_root",
     "delete_store",
     "list_stores",
     "load_documents",
@@ -503,5 +520,6 @@ __all__ = [
     "read_info",
     "sample_kb_path",
     "sample_questions_path",
+    "sample_store",
     "store_dir",
 ]

@@ -79,3 +79,20 @@ def test_bad_config_field_is_one_line(home: Path) -> None:
 def test_unknown_model_spec_is_one_line(home: Path) -> None:
     result = _agentdistill("models", "info", "opnai:gpt", home=home)
     assert result.returncode == 2 and "Did you mean 'openai:'" in result.stderr
+
+
+def test_library_loading_bars_are_off_unless_the_user_asks_for_them(monkeypatch) -> None:
+    from transformers.utils import logging as hf_logging
+
+    from agentdistill.cli import quiet_library_bars
+
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    try:
+        quiet_library_bars()
+        assert not hf_logging.is_progress_bar_enabled()  # no "Loading weights" inside a streamed answer
+        hf_logging.enable_progress_bar()
+        monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "0")
+        quiet_library_bars()
+        assert hf_logging.is_progress_bar_enabled()
+    finally:
+        hf_logging.enable_progress_bar()

@@ -26,7 +26,7 @@ from agentdistill.commands.common import emit_json, json_option, settings
 from agentdistill.config import Settings
 from agentdistill.errors import AgentDistillError
 from agentdistill.memory.embedders import make_embedder
-from agentdistill.memory.knowledge import KnowledgeStore, StoreNotFound, build_store, open_store, sample_kb_path
+from agentdistill.memory.knowledge import KnowledgeStore, StoreNotFound, open_store, sample_store
 from agentdistill.memory.trajectories import TrajectoryStore
 from agentdistill.models import make_chat_model
 from agentdistill.tools.catalog import Catalog, default_catalog
@@ -54,7 +54,7 @@ def open_kb(config: Settings, name: str) -> KnowledgeStore | None:
         if name != "sample":
             raise
     click.echo(f"building the sample knowledge base in {config.kb_root} (first use only)...", err=True)
-    return build_store("sample", config.kb_root, sample_kb_path(), device=device)
+    return sample_store(config.kb_root, device=device)
 
 
 def open_catalog(config: Settings, agent: str, catalog_dir: Path | None) -> Catalog | None:

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 
 import click
-from tqdm import tqdm
 
 from agentdistill.agents.factory import AGENTS, build_agent
 from agentdistill.agents.turn import run_turn
@@ -22,6 +20,7 @@ from agentdistill.memory.knowledge import sample_questions_path
 from agentdistill.memory.trajectories import TrajectoryStore
 from agentdistill.models import make_chat_model
 from agentdistill.paths import atomic_write
+from agentdistill.progress import Progress
 from agentdistill.trajectory import Recorder
 
 
@@ -45,9 +44,8 @@ def demo(ctx: click.Context, agent: str, model_spec: str | None, limit: int, max
     graph = build_agent(agent, model, kb=kb, recorder=Recorder(store, agent=agent, meta={"job": "demo"}),
                         max_steps=max_steps)  # fmt: skip
     rows = []
-    bar = tqdm(questions, desc=f"{agent} on sample questions", unit="q", file=sys.stderr,
-               disable=as_json or not sys.stderr.isatty())  # fmt: skip
-    for item in bar:
+    bar = Progress(len(questions), desc=f"{agent} on sample questions", unit="q", enabled=False if as_json else None)
+    for item in questions:
         turn = run_turn(graph, store, item["question"])
         score = qa_score(turn.answer, [item["answer"]])
         store.set_score(turn.run_id, float(score.correct), score.as_dict(), suite="sample", item_id=item["id"])
@@ -55,6 +53,8 @@ def demo(ctx: click.Context, agent: str, model_spec: str | None, limit: int, max
                      "status": turn.status, "em": score.em, "f1": round(score.f1, 3), "calls": turn.steps,
                      "tokens": turn.prompt_tokens + turn.completion_tokens, "seconds": round(turn.latency_s, 1),
                      "run_id": turn.run_id})  # fmt: skip
+        bar.update()
+    bar.close()
     summary = {
         "agent": agent, "model": spec, "questions": len(rows),
         "em": round(statistics.fmean(r["em"] for r in rows), 3) if rows else 0.0,

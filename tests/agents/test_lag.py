@@ -154,6 +154,35 @@ def test_terminator_stops_with_insufficient_information_without_synthesis(home: 
     assert stop.data["subquestion"] == "q2" and stop.data["question"] == "Who is the spouse of Steven Spielberg?"
 
 
+def test_read_fallback_answers_from_the_questions_passages_and_the_facts_found(home: Path) -> None:
+    search = DictSearch(PASSAGES)
+    reply = "Passage 2 names the spouse.\nFinal Answer: Kate Capshaw"
+    model = ScriptedModel([JAWS_PLAN, "Steven Spielberg", "UNANSWERABLE", reply])
+    store, recorder = open_store(home)
+    graph = build_lag_graph(model, [search.tool()], recorder=recorder, on_missing="read", read_k=2)
+    out = graph.invoke({"question": JAWS})
+    assert (out["answer"], out["status"], out["terminated"]) == ("Kate Capshaw", "ok", "q2")
+    assert model.remaining == 0 and search.queries[-1] == JAWS  # the last search is the question itself
+    read_prompt = last(model.history[-1])
+    assert "- Who directed Jaws? Steven Spielberg" in read_prompt and "Kate Capshaw" in read_prompt
+    [run] = store.runs()
+    assert (run.status, run.answer) == ("ok", "Kate Capshaw")
+    [stop] = events(run, "terminated")
+    assert stop.data["then"] == "read"
+
+
+def test_read_fallback_counts_against_max_steps(home: Path) -> None:
+    model = ScriptedModel([JAWS_PLAN, "Steven Spielberg", "UNANSWERABLE"])
+    graph = build_lag_graph(model, [DictSearch(PASSAGES).tool()], max_steps=3, on_missing="read")
+    out = graph.invoke({"question": JAWS})
+    assert (out["status"], out["answer"], model.remaining) == ("max_steps", INSUFFICIENT, 0)
+
+
+def test_unknown_on_missing_is_refused_with_the_choices() -> None:
+    with pytest.raises(ConfigError, match="on_missing.*'stop' or 'read'"):
+        build_lag_graph(ScriptedModel([]), [DictSearch(PASSAGES).tool()], on_missing="guess")
+
+
 def test_max_steps_bounds_model_calls(home: Path) -> None:
     model = ScriptedModel([JAWS_PLAN, "Steven Spielberg"])
     store, recorder = open_store(home)

@@ -326,3 +326,11 @@ def test_concurrent_adds_keep_both_batches(tmp_path: Path, monkeypatch: pytest.M
     store, chunks = add_documents("race", tmp_path, ANIMALS[1:], embedder=hashing())
     assert chunks == 3
     assert len(list(open_store("race", tmp_path).documents())) == 1 + 3 + 200
+
+
+def test_open_store_without_a_root_opens_the_kb_the_cli_keeps_under_the_home(home: Path) -> None:
+    build_store("zoo", home / "kb", ANIMALS, embedder=hashing())
+    store = open_store("zoo", embedder=hashing())
+    assert store.root == home / "kb" and store.search("otter", k=1)
+    with pytest.raises(StoreNotFound):
+        open_store("nothing-here")
