@@ -26,6 +26,7 @@ from langgraph.graph.state import CompiledStateGraph
 
 from agentdistill.agents import codeact_parse as cp
 from agentdistill.agents.common import Status, check_question, load_prompt, max_steps_message
+from agentdistill.agents.exemplars import ExemplarBank, exemplar_turns
 from agentdistill.errors import ConfigError
 from agentdistill.models.base import ChatModel, Message, assistant, user
 from agentdistill.tools.base import Tool
@@ -66,6 +67,8 @@ def build_codeact_graph(
     resample_temperature: float = 0.0,
     answer_hint: bool = False,
     examples: str = "",
+    exemplars: ExemplarBank | None = None,
+    exemplars_k: int = 2,
 ) -> CompiledStateGraph:
     """Teacher or student, the graph is identical: the model is an argument, never looked up.
 
@@ -76,10 +79,13 @@ def build_codeact_graph(
     that temperature instead of greedily: greedy decoding would write the same reply again. With
     `answer_hint`, a reply without code after the first step that states a number is answered with how to
     end the task with it (small models state "the total is 120" and then wait). `examples` is text of more
-    worked examples appended to the system prompt (few-shot; `--option examples=examples_math`).
+    worked examples appended to the system prompt (few-shot; `--option examples=examples_math`). With
+    `exemplars`, the `exemplars_k` solved runs whose questions match best are replayed before each task.
     """
     if max_steps < 1:
         raise ConfigError("max_steps", max_steps, "a positive number of model calls per question")
+    if exemplars_k < 1:
+        raise ConfigError("exemplars_k", exemplars_k, "a positive number of solved runs to show")
     recorder = recorder or Recorder(None, agent="codeact")
     writer = recorder.wrap(first_thought.model or model, role="first_thought") if first_thought else None
     model = recorder.wrap(model, role="policy")  # wrapped once, so no node can forget to record a call
@@ -95,8 +101,9 @@ def build_codeact_graph(
         history = state.get("history") or []
         thread = (config.get("configurable") or {}).get("thread_id")
         run_id = recorder.start(question, meta={"thread_id": thread, "turn": len(history)} if thread else None)
+        shots = exemplar_turns(exemplars.select(question, exemplars_k)) if exemplars else []
         messages = cp.codeact_messages(
-            question, host_tools, history=history, prompts_dir=prompts_dir, examples=examples
+            question, host_tools, history=history, prompts_dir=prompts_dir, examples=examples, shots=shots
         )
         return {
             "question": question, "run_id": run_id, "messages": messages, "steps": 0, "first_thought": "",

@@ -182,16 +182,17 @@ def codeact_messages(
     first_thought: str | None = None,
     prompts_dir: str | Path | None = None,
     examples: str = "",
+    shots: Sequence[Message] = (),
 ) -> list[Message]:
-    """System prompt (format, tools, worked example, then any extra `examples` text) and the task; earlier
-    turns of a chat come as context.
+    """System prompt (format, tools, worked example, then any extra `examples` text), any `shots` (earlier
+    solved runs replayed as turns), and the task; earlier turns of a chat come as context.
 
     The first thought goes in the user turn ("Your first thought: ...") because the ChatModel protocol has
     no assistant-prefill: every backend renders a trailing assistant message as a closed turn.
     """
     tool_lines = render_tools(tools) if tools else "(no extra tools)"
     prompt = load_prompt("codeact_system", prompts_dir).format(tools=tool_lines)
-    messages = [system(f"{prompt.rstrip()}\n\n{examples.strip()}" if examples.strip() else prompt)]
+    messages = [system(f"{prompt.rstrip()}\n\n{examples.strip()}" if examples.strip() else prompt), *shots]
     lines = []
     if history:
         lines.append("Earlier in this conversation:")

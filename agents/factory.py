@@ -23,6 +23,7 @@ from langgraph.graph.state import CompiledStateGraph
 from agentdistill.agents.codeact import FirstThought, SAGConfig, build_codeact_graph
 from agentdistill.agents.common import load_prompt
 from agentdistill.agents.cot import build_cot_graph
+from agentdistill.agents.exemplars import ExemplarBank
 from agentdistill.agents.lag import build_lag_graph
 from agentdistill.agents.react import build_react_graph
 from agentdistill.agents.reader import build_reader_graph
@@ -131,7 +132,9 @@ def codeact_options(options: Mapping[str, Any]) -> dict[str, Any]:
     `sag_n=N`, `sag_temperature=T` a SAGConfig; `resample=true` samples at 0.7 (or `resample_temperature=T`)
     after an unparsable reply or a repeated cell; `answer_hint=true` answers a code-less reply that states a
     number with how to call final_answer on it; `examples=NAME` appends the worked examples of prompt template
-    NAME (e.g. examples_math) to the system prompt. Other keys pass through unchanged."""
+    NAME (e.g. examples_math) to the system prompt; `exemplars=PATH` (a dataset JSONL of solved runs, or a
+    `distill` out dir) replays the `exemplars_k=N` (default 2) closest solved runs before each task. Other keys
+    pass through unchanged."""
     rest = dict(options)
     ftp = {k: rest.pop(k) for k in ("ftp", "ftp_model", "ftp_tokens", "ftp_prompt") if k in rest}
     sag = {k: rest.pop(k) for k in ("sag_n", "sag_temperature") if k in rest}
@@ -154,6 +157,14 @@ def codeact_options(options: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(name, str) or not name:
             raise ConfigError("examples", name, "the name of a prompt template, e.g. examples_math")
         rest["examples"] = load_prompt(name, rest.get("prompts_dir"))
+    if "exemplars" in rest:
+        if not isinstance(rest["exemplars"], str | Path):
+            raise ConfigError("exemplars", rest["exemplars"], "the path of a dataset JSONL of solved runs")
+        rest["exemplars"] = ExemplarBank.load(rest["exemplars"])
+    if "exemplars_k" in rest:
+        if not str(rest["exemplars_k"]).isdigit():
+            raise ConfigError("exemplars_k", rest["exemplars_k"], "a positive number of solved runs to show")
+        rest["exemplars_k"] = int(rest["exemplars_k"])
     if "resample" in rest:
         rest["resample_temperature"] = 0.7 if _truthy("resample", rest.pop("resample")) else 0.0
     if sag and int(sag.get("sag_n", 5)) > 1:
@@ -185,6 +196,8 @@ def prompt_hash(name: str, options: Mapping[str, Any], prompts_dir: Path | None 
     digest = hashlib.sha256(f"{name}\n{json.dumps(dict(options), sort_keys=True, default=str)}\n".encode())
     if isinstance(options.get("examples"), str):  # few-shot examples live outside the agent's prefix
         names.append(f"{options['examples']}.txt")
+    if isinstance(options.get("exemplars"), str | Path):  # the runs shown, not only where they were read from
+        digest.update(f"exemplars\n{ExemplarBank.load(options['exemplars']).digest}\n".encode())
     for file in names:
         text = load_prompt(file.removesuffix(".txt"), prompts_dir)
         digest.update(f"{file}\n{text}\n".encode())
