@@ -3,9 +3,9 @@
 A graph pointed at `openai:NAME` with base_url `http://HOST:PORT/v1` cannot tell this server from vLLM or
 the OpenAI API, so a distilled student replaces a teacher across processes without touching the graph.
 Served: GET /v1/models, POST /v1/chat/completions (messages, max_tokens / max_completion_tokens,
-temperature, n, stop, seed, stream with SSE chunks and usage), GET /health. Errors come back as OpenAI
-error JSON: 400 for a malformed request, 404 for another model name, 500 with the message when the
-model fails.
+temperature, n, stop, seed, stream with SSE chunks and usage, tools / tool_choice), GET /health. Errors
+come back as OpenAI error JSON: 400 for a malformed request, 404 for another model name, 500 with the
+message when the model fails.
 
 One request generates at a time by default (`max_concurrent=1`): a local model is one set of weights,
 and not every ChatModel is safe to call from several threads. TransformersChatModel is thread-safe and
@@ -31,9 +31,17 @@ import uvicorn
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.exceptions import HTTPException
 
+from agentdistill.distill.serve_tools import (
+    call_block,
+    choice_line,
+    offer_tools,
+    parse_tool_calls,
+    response_block,
+    tool_names,
+)
 from agentdistill.errors import AgentDistillError
 from agentdistill.models.base import ChatModel, Completion, Message, TokenCallback
 
@@ -61,13 +69,20 @@ class _TextPart(BaseModel):
 
 
 class _ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # name, tool_call_id, ...: nothing a text chat template shows
+    model_config = ConfigDict(extra="ignore")  # name, ...: nothing a text chat template shows
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[_TextPart] | None = None
+    tool_calls: list[dict[str, Any]] | None = None  # an assistant's earlier native calls
 
     def to_message(self) -> Message:
         text = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content or ())
+        if self.role == "tool":  # a call's result: the next user turn, as Qwen's template shows it
+            return {"role": "user", "content": response_block(text)}
+        if self.tool_calls:
+            blocks = [call_block(c.get("function", {}).get("name", ""), c.get("function", {}).get("arguments"))
+                      for c in self.tool_calls]  # fmt: skip
+            text = "\n".join([text, *blocks] if text else blocks)
         return {"role": "system" if self.role == "developer" else self.role, "content": text}
 
 
@@ -79,7 +94,8 @@ class ChatRequest(BaseModel):
     """The fields of an OpenAI chat completions request this server acts on; others (user, ...) are ignored.
 
     Settings that would change the answer but that a ChatModel cannot honour (top_p < 1, penalties,
-    logprobs, native tools) are refused with a 400 rather than silently dropped.
+    logprobs) are refused with a 400 rather than silently dropped. `tools` are offered in the prompt and
+    `<tool_call>` blocks in the reply come back as `tool_calls` (distill/serve_tools.py).
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -99,6 +115,7 @@ class ChatRequest(BaseModel):
     frequency_penalty: float | None = None
     logprobs: bool | None = None
     tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
 
     @field_validator("top_p")
     @classmethod
@@ -123,10 +140,21 @@ class ChatRequest(BaseModel):
 
     @field_validator("tools")
     @classmethod
-    def _no_tools(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
-        if value:
-            raise ValueError("native tool calls are not supported: use an agent with a text protocol (react, codeact)")
+    def _function_tools(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        tool_names(value or [])
         return value
+
+    @model_validator(mode="after")
+    def _known_choice(self) -> ChatRequest:
+        choice_line(self.tool_choice, tool_names(self.tools or []))
+        if self.tool_choice not in (None, "auto", "none") and not self.tools:
+            raise ValueError("tool_choice needs tools: offer the functions in `tools`")
+        return self
+
+    @property
+    def offered_tools(self) -> list[dict[str, Any]]:
+        """The tools the model is shown: none when tool_choice is "none"."""
+        return [] if self.tool_choice == "none" else list(self.tools or [])
 
     @property
     def stops(self) -> list[str]:
@@ -147,6 +175,12 @@ class _Call:
     temperature: float
     n: int
     seed: int | None
+    tool_names: tuple[str, ...] = ()  # functions offered: the replies are parsed for calls to them
+
+    @property
+    def streams_tokens(self) -> bool:
+        """One sample without tools streams as it decodes; calls are only known once the reply is whole."""
+        return self.n == 1 and not self.tool_names
 
 
 class _ClientGone(Exception):
@@ -245,13 +279,17 @@ def create_app(
                 400, f"{field} is {asked}: this server generates at most {cap} tokens per request (the model's"
                 " context, or `serve --max-tokens-cap`); ask for fewer.", param=field,
             )  # fmt: skip
+        messages = [m.to_message() for m in body.messages]
+        if tools := body.offered_tools:
+            messages = offer_tools(messages, tools, body.tool_choice)
         call = _Call(
-            messages=[m.to_message() for m in body.messages],
+            messages=messages,
             stop=body.stops,
             max_tokens=asked,
             temperature=1.0 if body.temperature is None else body.temperature,  # the API's default
             n=body.n,
             seed=body.seed,
+            tool_names=tuple(tool_names(tools)),
         )
         meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": name}
         if body.stream:
@@ -267,7 +305,8 @@ def create_app(
             if gone.is_set() or stopping.is_set():
                 raise _ClientGone
 
-        work = asyncio.ensure_future(anyio.to_thread.run_sync(runner.generate, call, on_token if call.n == 1 else None))
+        listener = on_token if call.n == 1 else None  # a tool reply is not streamed, but a hang-up still stops it
+        work = asyncio.ensure_future(anyio.to_thread.run_sync(runner.generate, call, listener))
         while not work.done():  # the slot stays held until generate returns, so keep waiting after a hang-up
             await asyncio.wait({work}, timeout=DISCONNECT_POLL_S)
             if not gone.is_set() and not work.done() and await request.is_disconnected():
@@ -284,13 +323,8 @@ def create_app(
                 **meta,
                 "object": "chat.completion",
                 "choices": [
-                    {
-                        "index": i,
-                        "message": {"role": "assistant", "content": c.text},
-                        "finish_reason": _finish(c),
-                        "logprobs": None,
-                    }
-                    for i, c in enumerate(completions)
+                    {"index": i, "message": message, "finish_reason": finish, "logprobs": None}
+                    for i, (message, finish) in enumerate(_reply(c, call) for c in completions)
                 ],
                 "usage": _usage(completions),
             }
@@ -316,13 +350,16 @@ async def _sse(
             loop.call_soon_threadsafe(events.put_nowait, (kind, payload))
 
     def on_token(delta: str) -> None:
+        _still_there(delta)
+        put("delta", delta)
+
+    def _still_there(delta: str) -> None:
         if gone.is_set() or stopping.is_set():
             raise _ClientGone
-        put("delta", delta)
 
     def work() -> None:
         try:
-            put("done", runner.generate(call, on_token if call.n == 1 else None))
+            put("done", runner.generate(call, on_token if call.streams_tokens else _still_there))
         except _ClientGone:
             return
         except Exception as exc:  # reported to the client as an error event, like vLLM does mid-stream
@@ -348,12 +385,17 @@ async def _sse(
             sent += payload
             yield chunk([{"index": 0, "delta": {"content": payload}, "finish_reason": None}])
         for i, completion in enumerate(completions):
-            rest = completion.text[len(sent) :] if i == 0 and completion.text.startswith(sent) else completion.text
+            message, finish = _reply(completion, call)
+            text = message["content"] or ""
+            rest = text[len(sent) :] if i == 0 and text.startswith(sent) else text
             if i > 0:
                 yield chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
             if rest:
                 yield chunk([{"index": i, "delta": {"content": rest}, "finish_reason": None}])
-            yield chunk([{"index": i, "delta": {}, "finish_reason": _finish(completion)}])
+            if calls := message.get("tool_calls"):
+                deltas = [{"index": j, **c} for j, c in enumerate(calls)]
+                yield chunk([{"index": i, "delta": {"tool_calls": deltas}, "finish_reason": None}])
+            yield chunk([{"index": i, "delta": {}, "finish_reason": finish}])
         if include_usage:
             yield chunk([], usage=_usage(completions))
         yield "data: [DONE]\n\n"
@@ -380,6 +422,16 @@ def _describe(exc: BaseException) -> str:
 
 def _finish(completion: Completion) -> str:
     return "length" if completion.finish_reason == "length" else "stop"
+
+
+def _reply(completion: Completion, call: _Call) -> tuple[dict[str, Any], str]:
+    """A choice's message and finish reason; with tools offered, its `<tool_call>` blocks become `tool_calls`."""
+    if not call.tool_names:
+        return {"role": "assistant", "content": completion.text}, _finish(completion)
+    text, calls = parse_tool_calls(completion.text, call.tool_names)
+    if not calls:
+        return {"role": "assistant", "content": text}, _finish(completion)
+    return {"role": "assistant", "content": text or None, "tool_calls": calls}, "tool_calls"
 
 
 def _usage(completions: Sequence[Completion]) -> dict[str, int]:

@@ -208,7 +208,7 @@ def test_streaming_with_n_sends_every_choice() -> None:
         ({"messages": [{"role": "robot", "content": "hi"}]}, "messages.0.role"),
         ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, "max_tokens"),
         ({"messages": [{"role": "user", "content": "hi"}], "top_p": 0.5}, "only top_p=1 is supported"),
-        ({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}, "native tool calls"),
+        ({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}, "tools[0] must be"),
         ({"prompt": "hi"}, "messages: Field required"),
     ],
 )
