@@ -70,7 +70,9 @@ def read_jsonl(path: str | Path) -> Iterator[Document]:
 
 
 def read_folder(folder: str | Path) -> Iterator[Document]:
-    """Every .txt/.md file below `folder`: id = relative path without suffix, title = first heading or file stem."""
+    """Every .txt/.md file below `folder`: id = relative path without suffix, title = first heading or file stem,
+    metadata `path` (relative) and `source` (the first subfolder, or the folder's own name for files directly in
+    it), so `--filter source=wiki` picks the files under wiki/."""
     folder = Path(folder)
     for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in TEXT_SUFFIXES and p.is_file()):
         relative = path.relative_to(folder)
@@ -86,6 +88,7 @@ def read_folder(folder: str | Path) -> Iterator[Document]:
             "title": heading.group(1) if heading else path.stem,
             "text": text,
             "path": relative.as_posix(),
+            "source": relative.parts[0] if len(relative.parts) > 1 else folder.resolve().name,
         }
         yield as_document(item, source=str(path), line=1)
 

@@ -47,11 +47,15 @@ def resolve_base(spec: str, cache: Path) -> tuple[Path, Path | None]:
 @click.option("--lora/--full", default=True, show_default=True, help="LoRA adapter (r=64, alpha=128) or every weight.")
 @click.option("--epochs", type=click.IntRange(1), default=2, show_default=True, help="Passes over train.jsonl.")
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=2e-4, show_default=True, help="Peak LR.")
-@click.option("--batch-size", type=click.IntRange(1), default=4, show_default=True, help="Examples per micro-step.")
-@click.option("--grad-accum", type=click.IntRange(1), default=1, show_default=True, help="Micro-steps per update.")
+# The same defaults as `distill run`: the same data trains the same student whichever command runs it.
+@click.option("--batch-size", type=click.IntRange(1), default=2, show_default=True, help="Examples per micro-step.")
+@click.option("--grad-accum", type=click.IntRange(1), default=2, show_default=True, help="Micro-steps per update.")
 @click.option("--max-len", type=click.IntRange(8), default=2048, show_default=True,
               help="Longer examples are dropped (not cut): a cut trajectory teaches a cut answer.")  # fmt: skip
-@click.option("--max-steps", type=click.IntRange(1), help="Stop after this many updates (overrides --epochs).")
+@click.option("--train-steps", "max_steps", type=click.IntRange(1),
+              help="Stop after this many updates (overrides --epochs); as in `distill run`.")  # fmt: skip
+@click.option("--max-steps", "old_max_steps", type=click.IntRange(1), hidden=True,
+              help="Old name of --train-steps (in `distill run`, --max-steps bounds agent calls).")  # fmt: skip
 @click.option("--grad-checkpointing", is_flag=True, help="Recompute activations: less memory, ~30% slower.")
 @click.option("--schedule", type=click.Choice(["cosine", "linear"]), default="cosine", show_default=True)
 @click.option("--save-every", type=click.IntRange(0), default=50, show_default=True, help="Updates per checkpoint.")
@@ -62,10 +66,17 @@ def resolve_base(spec: str, cache: Path) -> tuple[Path, Path | None]:
 @click.pass_context
 def train(
     ctx: click.Context, data_dir: Path, base: str | None, method: str, lora: bool, epochs: int, lr: float,
-    batch_size: int, grad_accum: int, max_len: int, max_steps: int | None, grad_checkpointing: bool, schedule: str,
+    batch_size: int, grad_accum: int, max_len: int, max_steps: int | None, old_max_steps: int | None,
+    grad_checkpointing: bool, schedule: str,
     save_every: int, eval_every: int, seed: int, out: Path, as_json: bool,
 ) -> None:  # fmt: skip
     """Fine-tune a student on DATA; writes OUT/final (adapter or model + tokenizer), metrics.jsonl and loss.png."""
+    if old_max_steps is not None:
+        if max_steps is not None:
+            raise click.UsageError("give --train-steps only (--max-steps is its old name)")
+        click.echo("note: --max-steps is now --train-steps here (as in `distill run`, where --max-steps bounds "
+                   "agent calls)", err=True)  # fmt: skip
+        max_steps = old_max_steps
     from transformers import AutoTokenizer
 
     from agentdistill.distill.data import encode_examples, load_examples

@@ -132,6 +132,10 @@ def _llama_cpp(path: Path | None = None) -> ModuleType:
 # Keyed by (path, n_ctx, threads, device): weights are mapped once and each model's KV cache keeps the
 # last prompt, which the next step of a run reuses.
 _CACHE: ModelCache[GGUFChatModel] = ModelCache()
+# llama.cpp's LLAMA_FTYPE values, as GGUF metadata `general.file_type` stores them.
+_FILE_TYPES = {"0": "f32", "1": "f16", "2": "q4_0", "3": "q4_1", "7": "q8_0", "8": "q5_0", "9": "q5_1", "10": "q2_k",
+               "11": "q3_k_s", "12": "q3_k_m", "13": "q3_k_l", "14": "q4_k_s", "15": "q4_k_m", "16": "q5_k_s",
+               "17": "q5_k_m", "18": "q6_k", "32": "bf16"}  # fmt: skip
 
 
 def _close_all() -> None:
@@ -199,6 +203,9 @@ class GGUFChatModel:
         policy = wait_policy()
         return {
             "runs_on": "gguf (llama.cpp)",
+            "device": "cpu" if not self._llama.model_params.n_gpu_layers else "gpu offload",
+            "dtype": _FILE_TYPES.get(meta.get("general.file_type", ""), meta.get("general.file_type")),
+            "parameters": llama_cpp.llama_model_n_params(self._llama.model),
             "path": str(self.path),
             "file_mb": round(self.path.stat().st_size / 1e6, 1),
             "architecture": meta.get("general.architecture"),

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteriaList
@@ -157,6 +158,21 @@ class TransformersChatModel:
             self.render_prompt(messages), add_special_tokens=not self.has_chat_template, return_tensors="pt"
         )
         return enc["input_ids"].to(self._model.device)
+
+    def describe(self) -> dict[str, Any]:
+        """What `agentdistill models info --load` prints: where it runs, in what precision, how big it is."""
+        config = getattr(self._model, "config", None)
+        return {
+            "runs_on": "transformers",
+            "device": str(self._model.device),
+            "dtype": str(next(self._model.parameters()).dtype).removeprefix("torch."),
+            "parameters": sum(p.numel() for p in self._model.parameters()),
+            "architecture": getattr(config, "model_type", None),
+            "context_length": self.context_length,
+            "chat_template": self.has_chat_template,
+            "prefix_reuse": self._prefix is not None,
+            "request_batching": self._batcher is not None,
+        }
 
     @property
     def context_length(self) -> int | None:

@@ -14,7 +14,7 @@ from agentdistill.models import llama_probe, local_backend
 def _json(*args: str) -> dict:
     result = CliRunner().invoke(cli, [*args, "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)  # stderr carries progress notes (a first load converts the model)
 
 
 def test_list_and_info_name_the_backend_local_runs_on() -> None:
@@ -36,3 +36,13 @@ def test_a_missing_llama_cpp_build_says_how_to_install_it(monkeypatch: pytest.Mo
     assert "local: runs on transformers; gguf unavailable" in text and "pip install llama-cpp-python==0.3.36" in text
     info = _json("models", "info", "local:qwen2.5-coder-0.5b")
     assert info["runs_on"] == "transformers" and "llama-cpp-python is not installed" in info["gguf_unavailable"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("backend", ["transformers", "gguf"])
+def test_info_load_reports_device_dtype_and_parameter_count(backend: str, home) -> None:
+    if backend == "gguf" and local_backend()[0] != "gguf":
+        pytest.skip("llama.cpp is not usable here")
+    info = _json("models", "info", f"{backend}:smollm2-135m", "--load")
+    assert info["device"] == "cpu" and info["dtype"]
+    assert 120e6 < info["parameters"] < 150e6  # SmolLM2-135M

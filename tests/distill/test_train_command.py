@@ -35,7 +35,7 @@ def invoke(*args: str):
 
 def test_train_command_trains_and_reports_json(tiny_model_dir: Path, data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    common = ["--data", str(data_dir), "--base", str(tiny_model_dir), "--max-steps", "2", "--batch-size", "2",
+    common = ["--data", str(data_dir), "--base", str(tiny_model_dir), "--train-steps", "2", "--batch-size", "2",
               "--lr", "1e-3", "--save-every", "1", "--out", str(out), "--json"]  # fmt: skip
     result = invoke(*common)
     assert result.exit_code == 0, result.output
@@ -46,9 +46,11 @@ def test_train_command_trains_and_reports_json(tiny_model_dir: Path, data_dir: P
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
 
     # Continuing from the trained adapter: `--base` an adapter dir loads its base and keeps training it.
+    # (--max-steps, the old name of --train-steps, still works and says so.)
     again = invoke("--data", str(data_dir), "--base", f"student:{summary['final_dir']}", "--max-steps", "1",
                    "--batch-size", "2", "--out", str(tmp_path / "more"), "--json")  # fmt: skip
     assert again.exit_code == 0, again.output
+    assert "--max-steps is now --train-steps" in again.stderr and json.loads(again.stdout)["steps"] == 1
     assert json.loads(again.stdout)["init_adapter"] == str(Path(summary["final_dir"]).resolve())
 
 

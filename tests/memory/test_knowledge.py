@@ -180,6 +180,9 @@ def test_folder_of_text_and_markdown(tmp_path: Path) -> None:
     assert [(d.id, d.title) for d in docs] == [("notes", "notes"), ("sub/guide", "Lava Guide")]
     store = build_store("folder", tmp_path, tmp_path / "docs", embedder=hashing())
     assert store.search("basalt flows", k=1)[0].metadata["path"] == "sub/guide.md"
+    # README's `kb search ... --filter source=wiki`: a subfolder is a source, top-level files are the folder's
+    assert [h.id for h in store.search("volcanoes basalt", k=5, filters={"source": "sub"})] == ["sub/guide#0"]
+    assert [h.id for h in store.search("volcanoes basalt", k=5, filters={"source": "docs"})] == ["notes#0"]
 
 
 def test_mismatched_embedder_on_load(tmp_path: Path) -> None:
