@@ -243,6 +243,14 @@ def _scalar(reader: gguf.GGUFReader, key: str):
     return None if field is None else field.contents()
 
 
+def gguf_chat_template(path: Path) -> str | None:
+    """The Jinja chat template a GGUF file carries (tokenizer.chat_template), None without one."""
+    import gguf
+
+    value = _scalar(gguf.GGUFReader(str(path)), gguf.Keys.Tokenizer.CHAT_TEMPLATE)
+    return value if isinstance(value, str) else None
+
+
 def _display_name(hf_dir: Path) -> str:
     return Path(hf_dir).expanduser().resolve().name
 

@@ -50,12 +50,13 @@ def export(
     model_dir: Path, out: Path, quant: str, base_gguf: Path | None, verify: bool, prompts: tuple[str, ...],
     max_tokens: int, threads: int | None, as_json: bool,
 ) -> None:  # fmt: skip
-    """Export a student to GGUF for llama.cpp, Ollama or `gguf:PATH`.
+    """Export a student to GGUF for llama.cpp, Ollama or `gguf:PATH`, with an Ollama Modelfile beside it.
 
     Weights come from MODEL-DIR; hyper-parameters, tokenizer and special tokens from the base GGUF,
     after checking that they match the student's config.
     """
-    from agentdistill.distill.export_gguf import export_gguf, find_base_gguf
+    from agentdistill.distill.export_gguf import export_gguf, find_base_gguf, gguf_chat_template
+    from agentdistill.distill.modelfile import write_modelfile
     from agentdistill.distill.verify_gguf import DEFAULT_PROMPTS, verify_export
 
     def say(message: str) -> None:
@@ -71,6 +72,8 @@ def export(
         "seconds": round(time.monotonic() - started, 2),
         "base_gguf": str(base),
     }
+    modelfile = write_modelfile(out, gguf_chat_template(out))
+    result.update(modelfile=str(modelfile.path), modelfile_template=modelfile.template, ollama=modelfile.command)
     if verify:
         say("verifying: greedy tokens of transformers vs llama.cpp")
         report = verify_export(model_dir, out, prompts or DEFAULT_PROMPTS, max_tokens, threads=threads)
@@ -79,6 +82,7 @@ def export(
         emit_json(result)
         return
     click.echo(f"wrote {out} ({result['bytes'] / 1e6:.1f} MB, {quant}) in {result['seconds']:.1f} s from base {base}")
+    click.echo(f"wrote {modelfile.path} ({modelfile.template} template): `{modelfile.command}` serves it with Ollama")
     if verify:
         click.echo(
             f"token agreement {report.agreement:.3f}, exact matches {report.exact_matches}/{len(report.prompts)}"

@@ -196,6 +196,9 @@ def test_exported_file_has_the_students_weights_and_the_bases_tokenizer(
     for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.pre", "tokenizer.ggml.eos_token_id",
                 "llama.rope.freq_base", "llama.attention.head_count_kv", "tokenizer.chat_template"):  # fmt: skip
         assert value(reader, key) == value(base, key), key
+    modelfile = Path(summary["modelfile"])  # `ollama create` reads the GGUF beside it, with ChatML spelled out
+    assert modelfile == out.with_suffix(".Modelfile") and summary["modelfile_template"] == "chatml"
+    assert modelfile.read_text().startswith(f"FROM ./{out.name}\n") and summary["ollama"].startswith("ollama create ")
     tensors = {t.name: t for t in reader.tensors}
     assert tensors["blk.0.attn_norm.weight"].tensor_type == gguf.GGMLQuantizationType.F32
     q = tensors["blk.3.attn_q.weight"]
