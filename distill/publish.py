@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agentdistill.distill.compress import compressed_dir, compressed_ranks, eval_label
+from agentdistill.distill.hub_card import write_hub_readme
 from agentdistill.errors import AgentDistillError
 from agentdistill.models.students import CARD, StudentCard, read_card
 from agentdistill.paths import atomic_write, fsync_dir
@@ -98,6 +99,7 @@ def publish_student(
     with atomic_write(staging / CARD) as f:
         json.dump(card, f, indent=2)
         f.write("\n")
+    write_hub_readme(staging, card)  # the folder is a Hub repo as it stands
     if target.exists():
         retired = Path(dest_root) / f".{name}.replaced"
         shutil.rmtree(retired, ignore_errors=True)

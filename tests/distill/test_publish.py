@@ -68,9 +68,15 @@ def test_the_card_comes_from_the_run_files(tmp_path: Path) -> None:
         "--option max_turns=3 --option planner=false --roles parser --min-score -1 "
         "--min-metric turn_parse_accuracy=1 --out runs/recbot-parser-135m"
     )
-    assert sorted(p.name for p in card.path.iterdir()) == ["adapter_config.json", "adapter_model.safetensors",
-                                                          "card.json"]  # fmt: skip
+    assert sorted(p.name for p in card.path.iterdir()) == ["README.md", "adapter_config.json",
+                                                          "adapter_model.safetensors", "card.json"]  # fmt: skip
     assert [c.name for c in packaged_students(tmp_path / "students")] == ["recbot-parser-135m"]
+    # README.md is a Hub model card: the folder uploads as a repo, peft loads it
+    readme = (card.path / "README.md").read_text()
+    header = readme.split("---")[1]
+    assert 'library_name: "peft"' in header and 'base_model: "HuggingFaceTB/SmolLM2-135M-Instruct"' in header
+    assert "| student | `" in readme and "| teacher | `local:qwen2.5-coder-1.5b` |" in readme and "paired" not in readme
+    assert card.command in readme and "## Held-out scores" in readme
 
 
 def test_publishing_again_needs_force_and_replaces_whole(tmp_path: Path) -> None:
