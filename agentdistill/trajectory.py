@@ -243,8 +243,23 @@ class Recorder:
         self.store.annotate_last_model_step(cursor.run_id, parsed=dict(parsed) if parsed else None, error=error)
 
 
+def _in_langgraph_run() -> bool:
+    """Whether this thread runs a LangGraph node (langgraph keeps the node's config in a context variable)."""
+    try:
+        from langgraph.config import get_config
+
+        get_config()
+    except (RuntimeError, ImportError):
+        return False
+    return True
+
+
 class RecordingModel:
-    """A ChatModel that records each call (prompt, completions, usage, latency, error) before returning it."""
+    """A ChatModel that records each call (prompt, completions, usage, latency, error) before returning it.
+
+    Inside a LangGraph node a one-sample call goes through LangChain's chat-model machinery (callbacks,
+    tracers), so `graph.stream(..., stream_mode="messages")` carries its tokens from every backend.
+    """
 
     def __init__(self, inner: ChatModel, recorder: Recorder, role: str) -> None:
         self.inner = inner
@@ -266,9 +281,16 @@ class RecordingModel:
         params = {"stop": list(stop), "max_tokens": max_tokens, "temperature": temperature, "n": n, "seed": seed}
         started = time.perf_counter()
         try:
-            out = self.inner.generate(
-                messages, stop=stop, max_tokens=max_tokens, temperature=temperature, n=n, seed=seed, on_token=on_token
-            )
+            if n == 1 and _in_langgraph_run():  # stream_mode="messages" and LangChain tracers see the call
+                from agentdistill.models.langchain_adapter import call_through_langchain
+
+                out = [call_through_langchain(self.inner, messages, stop=stop, max_tokens=max_tokens,
+                                              temperature=temperature, seed=seed, on_token=on_token)]  # fmt: skip
+            else:
+                out = self.inner.generate(
+                    messages, stop=stop, max_tokens=max_tokens, temperature=temperature, n=n, seed=seed,
+                    on_token=on_token,
+                )  # fmt: skip
         except Exception as exc:
             self.recorder.record(
                 kind="model",

@@ -217,6 +217,19 @@ def check_agent(name: str) -> str:
     return name
 
 
+def as_chat_model(model: Any) -> ChatModel:
+    """Ours as is; a LangChain `BaseChatModel` wrapped so the graphs can drive it."""
+    from langchain_core.language_models.chat_models import BaseChatModel
+
+    if isinstance(model, BaseChatModel):  # first: it has a generate() of its own, with another signature
+        from agentdistill.models.langchain_adapter import LangChainModel
+
+        return LangChainModel(model)
+    if isinstance(model, ChatModel):
+        return model
+    raise ConfigError("model", type(model).__name__, "a ChatModel (make_chat_model(spec)) or a LangChain chat model")
+
+
 def build_agent(
     name: str,
     model: ChatModel,
@@ -238,10 +251,11 @@ def build_agent(
     fails there with Python's own "unexpected keyword argument". `on_token` streams every single-sample
     model call's text as it is produced. `recorder` None records nothing. `catalog` is recbot's item
     catalog (required for it, ignored by the others); recbot makes a fixed number of calls per turn, so it
-    takes no `max_steps`.
+    takes no `max_steps`. `model` may also be any LangChain chat model (ChatOpenAI, ChatOllama, ...).
     """
     check_agent(name)
     recorder = recorder or Recorder(None, agent=name)
+    model = as_chat_model(model)
     if on_token is not None:
         model = StreamingModel(model, on_token)
     chosen = list(tools) if tools is not None else default_tools(name, kb, catalog)

@@ -102,6 +102,12 @@ def _scripted(rest: str, options: ModelOptions) -> ChatModel:
     return ScriptedModel.from_file(rest, options)
 
 
+def _langchain(rest: str, options: ModelOptions) -> ChatModel:
+    from agentdistill.models.langchain_adapter import make_langchain_model
+
+    return make_langchain_model(rest, options)
+
+
 _BACKENDS: Mapping[str, Callable[[str, ModelOptions], ChatModel]] = {
     "openai": _openai,
     "local": _local,  # gguf when llama-cpp-python is installed, else transformers
@@ -110,6 +116,7 @@ _BACKENDS: Mapping[str, Callable[[str, ModelOptions], ChatModel]] = {
     "hf": _hf,
     "student": _student,  # a shipped student by name, or a distilled student dir (the hf loader)
     "scripted": _scripted,
+    "langchain": _langchain,  # langchain:package.module:Class?key=value: any LangChain BaseChatModel
 }
 
 

@@ -1,0 +1,64 @@
+"""The agents as LangGraph graph factories, for `langgraph dev` / LangGraph Studio (see langgraph.json).
+
+Each factory builds the same graph `agentdistill ask --agent NAME` runs: the model is the configured one
+(`model` in <home>/config.toml, or AGENTDISTILL_MODEL), overridable per run with the configurable
+`model` key (any spec: `student:NAME`, `openai:NAME`, ...); the KB is the shipped sample one. The LangGraph
+server brings its own checkpointer, so none is given here. Input: `{"question": "..."}`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph.state import CompiledStateGraph
+
+from agentdistill.agents.factory import build_agent
+from agentdistill.config import load_settings
+from agentdistill.memory.trajectories import TrajectoryStore
+from agentdistill.models import make_chat_model
+from agentdistill.trajectory import Recorder
+
+
+def _graph(agent: str, config: RunnableConfig | None) -> CompiledStateGraph:
+    settings = load_settings()
+    configurable: dict[str, Any] = dict((config or {}).get("configurable") or {})
+    spec = configurable.get("model") or os.environ.get("AGENTDISTILL_MODEL") or settings.model
+    model = make_chat_model(spec, settings.model_options())
+    sources: dict[str, Any] = {}
+    if agent == "recbot":
+        from agentdistill.memory.embedders import make_embedder
+        from agentdistill.tools.catalog import default_catalog
+
+        sources["catalog"] = default_catalog(settings.home, make_embedder(None))
+    elif agent != "cot":
+        from agentdistill.memory.knowledge import sample_store
+
+        sources["kb"] = sample_store(settings.kb_root)
+    recorder = Recorder(TrajectoryStore.open(settings.trajectories_path), agent=agent, meta={"job": "studio"})
+    return build_agent(agent, model, recorder=recorder, **sources)
+
+
+def react(config: RunnableConfig | None = None) -> CompiledStateGraph:
+    return _graph("react", config)
+
+
+def codeact(config: RunnableConfig | None = None) -> CompiledStateGraph:
+    return _graph("codeact", config)
+
+
+def lag(config: RunnableConfig | None = None) -> CompiledStateGraph:
+    return _graph("lag", config)
+
+
+def recbot(config: RunnableConfig | None = None) -> CompiledStateGraph:
+    return _graph("recbot", config)
+
+
+def cot(config: RunnableConfig | None = None) -> CompiledStateGraph:
+    return _graph("cot", config)
+
+
+def reader(config: RunnableConfig | None = None) -> CompiledStateGraph:
+    return _graph("reader", config)
