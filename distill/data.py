@@ -21,6 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
+from agentdistill.distill.trl_export import export_trl
 from agentdistill.errors import AgentDistillError, ConfigError, InputDataError
 from agentdistill.jsonl import text_lines
 from agentdistill.memory.trajectories import TrajectoryStore
@@ -556,6 +557,7 @@ def build_dataset(
         negatives=neg_count, negatives_in_val=in_val, version=version,
     )  # fmt: skip
     export_hf(out_dir, train, val)
+    export_trl(out_dir, train, val)
     with atomic_write(out_dir / "info.json") as out:
         json.dump({**info.to_dict(), "select": asdict(select), "val_fraction": val_fraction, "seed": seed}, out,
                   indent=2)  # fmt: skip

@@ -335,6 +335,28 @@ def test_build_dataset_writes_splits_negatives_and_info(store: TrajectoryStore, 
     assert not (out / "negatives.jsonl").exists()
 
 
+def test_the_trl_export_is_prompt_completion_with_loss_on_the_trained_turns_only(
+    store: TrajectoryStore, tmp_path: Path
+) -> None:
+    from datasets import load_dataset
+
+    fill_store(store)
+    out = tmp_path / "ds"
+    build_dataset(store, SelectConfig(agent="react"), out, val_fraction=0.0)
+    examples = load_examples(out / "train.jsonl")
+    rows = [json.loads(line) for line in (out / "trl" / "train.jsonl").read_text().splitlines()]
+    assert len(rows) == sum(len(e.train_turns) for e in examples) > 0
+    by_id = {e.id: e for e in examples}
+    for row in rows:
+        example = by_id[row["id"]]
+        [completion] = row["completion"]
+        turn = len(row["prompt"])
+        assert turn in example.train_turns and completion["role"] == "assistant"
+        assert [*row["prompt"], completion] == [dict(m) for m in example.messages[: turn + 1]]
+    data = load_dataset("json", data_files=str(out / "trl" / "train.jsonl"), split="train")
+    assert {"prompt", "completion"} <= set(data.column_names)  # what TRL's SFTTrainer reads as prompt-completion
+
+
 def test_cli_prints_counts_and_dropped_reasons(store: TrajectoryStore, home: Path, tmp_path: Path) -> None:
     fill_store(store)
     out = tmp_path / "ds"
