@@ -3,11 +3,14 @@
 Each factory builds the same graph `agentdistill ask --agent NAME` runs: the model is the configured one
 (`model` in <home>/config.toml, or AGENTDISTILL_MODEL), overridable per run with the configurable
 `model` key (any spec: `student:NAME`, `openai:NAME`, ...); the KB is the shipped sample one. The LangGraph
-server brings its own checkpointer, so none is given here. Input: `{"question": "..."}`.
+server brings its own checkpointer, so none is given here. Input: `{"question": "..."}`. The factories are
+coroutines that build on a worker thread: the server calls them on its event loop, where opening the stores
+and loading a model would block every other request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -40,25 +43,25 @@ def _graph(agent: str, config: RunnableConfig | None) -> CompiledStateGraph:
     return build_agent(agent, model, recorder=recorder, **sources)
 
 
-def react(config: RunnableConfig | None = None) -> CompiledStateGraph:
-    return _graph("react", config)
+async def react(config: RunnableConfig | None = None) -> CompiledStateGraph:
+    return await asyncio.to_thread(_graph, "react", config)
 
 
-def codeact(config: RunnableConfig | None = None) -> CompiledStateGraph:
-    return _graph("codeact", config)
+async def codeact(config: RunnableConfig | None = None) -> CompiledStateGraph:
+    return await asyncio.to_thread(_graph, "codeact", config)
 
 
-def lag(config: RunnableConfig | None = None) -> CompiledStateGraph:
-    return _graph("lag", config)
+async def lag(config: RunnableConfig | None = None) -> CompiledStateGraph:
+    return await asyncio.to_thread(_graph, "lag", config)
 
 
-def recbot(config: RunnableConfig | None = None) -> CompiledStateGraph:
-    return _graph("recbot", config)
+async def recbot(config: RunnableConfig | None = None) -> CompiledStateGraph:
+    return await asyncio.to_thread(_graph, "recbot", config)
 
 
-def cot(config: RunnableConfig | None = None) -> CompiledStateGraph:
-    return _graph("cot", config)
+async def cot(config: RunnableConfig | None = None) -> CompiledStateGraph:
+    return await asyncio.to_thread(_graph, "cot", config)
 
 
-def reader(config: RunnableConfig | None = None) -> CompiledStateGraph:
-    return _graph("reader", config)
+async def reader(config: RunnableConfig | None = None) -> CompiledStateGraph:
+    return await asyncio.to_thread(_graph, "reader", config)

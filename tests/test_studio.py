@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 from pathlib import Path
@@ -28,7 +29,7 @@ def test_langgraph_json_exposes_every_agent_through_an_existing_factory() -> Non
 def test_a_factory_builds_the_agent_with_the_model_the_run_configures(agent: str, home: Path, tmp_path: Path) -> None:
     replies = tmp_path / "replies.json"
     replies.write_text(json.dumps(["Thought: I know it.\nFinal Answer: Canberra"]))
-    graph = getattr(studio, agent)({"configurable": {"model": f"scripted:{replies}"}})
+    graph = asyncio.run(getattr(studio, agent)({"configurable": {"model": f"scripted:{replies}"}}))
     out = graph.invoke({"question": "What is the capital of Australia?"})
     assert (out["answer"], out["status"]) == ("Canberra", "ok")
     [run] = TrajectoryStore.open(home / "trajectories.db").runs()  # recorded like any CLI run
