@@ -95,12 +95,17 @@ def response_block(content: str) -> str:
     return f"<tool_response>\n{content}\n</tool_response>"
 
 
+def _call(name: str, arguments: Any) -> dict[str, Any]:
+    return {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+            "function": {"name": name, "arguments": json.dumps(arguments, ensure_ascii=False)}}  # fmt: skip
+
+
 def parse_tool_calls(text: str, names: Sequence[str]) -> tuple[str, list[dict[str, Any]]]:
     """The reply's text outside `<tool_call>` blocks, and its calls as OpenAI `tool_calls` entries.
 
     A block that is not JSON with a known function name stays in the text: a client then sees what the
     model wrote instead of a call that would fail. An unclosed last block (the reply ran out of tokens or
-    stopped at a stop string) is still read.
+    stopped at a stop string) is still read, and so is a reply that is only a call's JSON without the tags.
     """
     calls, kept, last = [], [], 0
     for match in _BLOCK.finditer(text):
@@ -110,13 +115,22 @@ def parse_tool_calls(text: str, names: Sequence[str]) -> tuple[str, list[dict[st
             continue
         if not isinstance(data, dict) or data.get("name") not in names:
             continue
-        arguments = data.get("arguments", data.get("parameters", {}))
-        calls.append({
-            "id": f"call_{uuid.uuid4().hex[:24]}",
-            "type": "function",
-            "function": {"name": data["name"], "arguments": json.dumps(arguments, ensure_ascii=False)},
-        })  # fmt: skip
+        calls.append(_call(data["name"], data.get("arguments", data.get("parameters", {}))))
         kept.append(text[last : match.start()])
         last = match.end()
     kept.append(text[last:])
+    if not calls and (bare := _bare_call(text, names)):  # small models drop the tags around the JSON
+        return "", [bare]
     return "".join(kept).strip() if calls else text, calls
+
+
+def _bare_call(text: str, names: Sequence[str]) -> dict[str, Any] | None:
+    """A reply that is nothing but one call's JSON (optionally fenced): Qwen2.5-Coder-0.5B wrote one in 5 such."""
+    body = re.sub(r"^```(?:json)?\s*|\s*```$", "", text.strip())
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or data.get("name") not in names or not isinstance(data.get("arguments"), dict):
+        return None
+    return _call(data["name"], data["arguments"])

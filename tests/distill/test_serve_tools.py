@@ -38,6 +38,9 @@ def test_blocks_for_offered_functions_become_calls_and_the_rest_stays_text() -> 
     assert parse_tool_calls("<tool_call>{not json</tool_call>", ["search"])[1] == []
     _, [cut] = parse_tool_calls('<tool_call>\n{"name": "search", "arguments": {"query": "x"}}', ["search"])
     assert json.loads(cut["function"]["arguments"]) == {"query": "x"}  # a reply cut at a stop string still calls
+    bare = '```json\n{"name": "search", "arguments": {"query": "Kansas Song"}}\n```'  # 0.5B dropped the tags
+    assert parse_tool_calls(bare, ["search"])[0] == "" and len(parse_tool_calls(bare, ["search"])[1]) == 1
+    assert parse_tool_calls('{"name": "search"}', ["search"])[1] == []  # no arguments object: just text
 
 
 def test_tools_go_to_the_end_of_the_system_prompt_and_tool_choice_is_checked() -> None:
