@@ -52,6 +52,7 @@ class Progress:
         self.started = self.clock()
         self.last_line = self.started
         self.lines = 0
+        self.printed_at = initial  # the count the last line showed
         self.postfix: dict[str, Any] = {}
         self.closed = False
         self.bar = (
@@ -87,7 +88,7 @@ class Progress:
         self.closed = True
         if self.bar is not None:
             self.bar.close()
-        elif self.mode == "lines" and self.lines:  # the end of work that reported along the way
+        elif self.mode == "lines" and self.lines and self.done != self.printed_at:  # the end, unless just shown
             self._line(self.clock())
 
     def line(self) -> str:
@@ -104,5 +105,5 @@ class Progress:
         return " ".join(parts)
 
     def _line(self, now: float) -> None:
-        self.last_line, self.lines = now, self.lines + 1
+        self.last_line, self.lines, self.printed_at = now, self.lines + 1, self.done
         print(self.line(), file=self.stream, flush=True)

@@ -51,6 +51,16 @@ def test_quick_work_prints_nothing_and_a_resumed_count_starts_where_it_left_off(
     assert stream.getvalue().startswith("steps: 5/10 step (50%) elapsed 0m10s eta 0m50s")
 
 
+def test_a_last_line_already_at_the_end_is_not_repeated_on_close() -> None:
+    stream, clock = io.StringIO(), Clock()
+    bar = Progress(2, desc="training", unit="step", stream=stream, clock=clock, every_s=5)
+    for _ in range(2):
+        clock.now += 10
+        bar.update()
+    bar.close()
+    assert [line.split(" (")[0] for line in stream.getvalue().splitlines()] == ["training: 1/2 step", "training: 2/2 step"]
+
+
 def test_modes_follow_the_flag_and_the_terminal() -> None:
     assert progress_mode(None, Tty()) == "bar" and progress_mode(None, io.StringIO()) == "lines"
     assert progress_mode(True, io.StringIO()) == "bar" and progress_mode(False, Tty()) == "off"
