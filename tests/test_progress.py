@@ -58,7 +58,8 @@ def test_a_last_line_already_at_the_end_is_not_repeated_on_close() -> None:
         clock.now += 10
         bar.update()
     bar.close()
-    assert [line.split(" (")[0] for line in stream.getvalue().splitlines()] == ["training: 1/2 step", "training: 2/2 step"]
+    shown = [line.split(" (")[0] for line in stream.getvalue().splitlines()]
+    assert shown == ["training: 1/2 step", "training: 2/2 step"]
 
 
 def test_modes_follow_the_flag_and_the_terminal() -> None:
