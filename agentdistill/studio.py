@@ -18,6 +18,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 
 from agentdistill.agents.factory import build_agent
+from agentdistill.commands.chat import agent_sources
 from agentdistill.config import load_settings
 from agentdistill.memory.trajectories import TrajectoryStore
 from agentdistill.models import make_chat_model
@@ -29,16 +30,7 @@ def _graph(agent: str, config: RunnableConfig | None) -> CompiledStateGraph:
     configurable: dict[str, Any] = dict((config or {}).get("configurable") or {})
     spec = configurable.get("model") or os.environ.get("AGENTDISTILL_MODEL") or settings.model
     model = make_chat_model(spec, settings.model_options())
-    sources: dict[str, Any] = {}
-    if agent == "recbot":
-        from agentdistill.memory.embedders import make_embedder
-        from agentdistill.tools.catalog import default_catalog
-
-        sources["catalog"] = default_catalog(settings.home, make_embedder(None))
-    elif agent != "cot":
-        from agentdistill.memory.knowledge import sample_store
-
-        sources["kb"] = sample_store(settings.kb_root)
+    sources = agent_sources(settings, agent, "none" if agent == "cot" else "sample", None)  # as `ask` opens them
     recorder = Recorder(TrajectoryStore.open(settings.trajectories_path), agent=agent, meta={"job": "studio"})
     return build_agent(agent, model, recorder=recorder, **sources)
 

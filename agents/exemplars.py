@@ -66,16 +66,7 @@ class ExemplarBank:
     @classmethod
     def load(cls, path: str | Path) -> ExemplarBank:
         """From a distillation dataset JSONL (or a `distill` out dir / data dir holding `train.jsonl`)."""
-        file = Path(path)
-        for candidate in (file / "data" / "train.jsonl", file / "train.jsonl"):
-            if file.is_dir() and candidate.is_file():
-                file = candidate
-                break
-        if not file.is_file():
-            raise ExemplarsError(
-                f"exemplars: {path} is not a file or a dir with train.jsonl; pass a dataset JSONL written by "
-                "`distill collect` (e.g. runs/NAME/data/train.jsonl)"
-            )
+        file = exemplar_file(path)
         raw = file.read_bytes()
         longest: dict[str, tuple[str, list[Message]]] = {}
         for number, line in enumerate(raw.decode("utf-8").splitlines(), 1):
@@ -119,6 +110,19 @@ class ExemplarBank:
             (self.score(question, i), -i) for i, e in enumerate(self.exemplars) if " ".join(e.question.split()) != same
         ]
         return [self.exemplars[-i] for _, i in sorted(scored, reverse=True)[:k]]
+
+
+def exemplar_file(path: str | Path) -> Path:
+    """The dataset JSONL `path` names: the file itself, or `train.jsonl` in a data dir or a `distill` out dir."""
+    file = Path(path)
+    if file.is_dir():
+        file = next((c for c in (file / "data" / "train.jsonl", file / "train.jsonl") if c.is_file()), file)
+    if not file.is_file():
+        raise ExemplarsError(
+            f"exemplars: {path} is not a file or a dir with train.jsonl; pass a dataset JSONL written by "
+            "`distill collect` (e.g. runs/NAME/data/train.jsonl)"
+        )
+    return file
 
 
 def exemplar_turns(exemplars: Sequence[Exemplar]) -> list[Message]:

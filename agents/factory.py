@@ -23,7 +23,7 @@ from langgraph.graph.state import CompiledStateGraph
 from agentdistill.agents.codeact import FirstThought, SAGConfig, build_codeact_graph
 from agentdistill.agents.common import load_prompt
 from agentdistill.agents.cot import build_cot_graph
-from agentdistill.agents.exemplars import ExemplarBank
+from agentdistill.agents.exemplars import ExemplarBank, exemplar_file
 from agentdistill.agents.lag import build_lag_graph
 from agentdistill.agents.react import build_react_graph
 from agentdistill.agents.reader import build_reader_graph
@@ -197,7 +197,8 @@ def prompt_hash(name: str, options: Mapping[str, Any], prompts_dir: Path | None 
     if isinstance(options.get("examples"), str):  # few-shot examples live outside the agent's prefix
         names.append(f"{options['examples']}.txt")
     if isinstance(options.get("exemplars"), str | Path):  # the runs shown, not only where they were read from
-        digest.update(f"exemplars\n{ExemplarBank.load(options['exemplars']).digest}\n".encode())
+        shown = hashlib.sha256(exemplar_file(options["exemplars"]).read_bytes()).hexdigest()  # = the bank's digest
+        digest.update(f"exemplars\n{shown}\n".encode())
     for file in names:
         text = load_prompt(file.removesuffix(".txt"), prompts_dir)
         digest.update(f"{file}\n{text}\n".encode())

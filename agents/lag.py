@@ -107,7 +107,7 @@ def build_lag_graph(
     model = recorder.wrap(model, role="policy")
     names = ("decompose", "answer", "rewrite", "synthesize", "read")
     prompts = {name: load_prompt(f"lag_{name}", prompts_dir) for name in names}
-    search_args = {"k": k} if "k" in by_name["search"].parameters["properties"] else {}
+    search_takes_k = "k" in by_name["search"].parameters["properties"]
 
     def ask(messages: list[Message], stop: list[str]) -> str:
         [completion] = model.generate(messages, stop=stop, max_tokens=max_tokens, temperature=0.0)
@@ -149,7 +149,7 @@ def build_lag_graph(
         return {"steps": steps, "faults": faults, "plan": fallback}
 
     def retrieve(query: str, top: int = k) -> str:
-        call = ToolCall("search", {"query": query, **({"k": top} if search_args else {})})
+        call = ToolCall("search", {"query": query, **({"k": top} if search_takes_k else {})})
         try:
             result = run_tool(by_name, call)
         except Exception as exc:  # a tool that raises is reported to the model, not the user

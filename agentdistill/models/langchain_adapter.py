@@ -26,7 +26,15 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from pydantic import ConfigDict
 
 from agentdistill.errors import ConfigError
-from agentdistill.models.base import ChatModel, Completion, Message, StopStreamer, TokenCallback, Usage
+from agentdistill.models.base import (
+    ChatModel,
+    Completion,
+    Message,
+    StopStreamer,
+    TokenCallback,
+    Usage,
+    cut_at_stop,
+)
 
 _ROLES = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
 
@@ -190,17 +198,11 @@ class LangChainModel:
             else:
                 reply = self.chat.invoke(lc_messages, stop=list(stop) or None, **kwargs)
                 text, usage = reply.text, getattr(reply, "usage_metadata", None)
-            text, hit = _cut(text, stop)
+            text, _ = cut_at_stop(text, stop)  # a model that ignores `stop` still ends where the graph asked
             tokens = Usage(prompt_tokens=(usage or {}).get("input_tokens", 0),
                            completion_tokens=(usage or {}).get("output_tokens", 0))  # fmt: skip
             out.append(Completion(text=text, finish_reason="stop", usage=tokens))
         return out
-
-
-def _cut(text: str, stop: Sequence[str]) -> tuple[str, bool]:
-    from agentdistill.models.base import cut_at_stop
-
-    return cut_at_stop(text, stop)  # a model that ignores `stop` still ends where the graph asked
 
 
 def make_langchain_model(rest: str, options: Any = None) -> LangChainModel:
