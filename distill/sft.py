@@ -27,13 +27,18 @@ def token_ce_sum(model: torch.nn.Module, batch: Mapping[str, Any]) -> tuple[torc
     Sums, not means, so the trainer can pool a whole validation set into one token-weighted figure.
     Logits are upcast to fp32: a bf16 softmax over a 50k vocabulary loses the small probabilities.
     """
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    # Position t predicts token t+1: shift the labels left rather than slicing the logits, which would copy
-    # a (batch x length x vocab) tensor; the last position gets IGNORE.
-    shifted = F.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE)
-    logits = logits.float()  # a no-op in fp32; under bf16 autocast it costs one copy, and buys accuracy
-    total = F.cross_entropy(logits.view(-1, logits.size(-1)), shifted.reshape(-1), ignore_index=IGNORE, reduction="sum")
-    return total, int((shifted != IGNORE).sum())
+    labels = batch["labels"]
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != IGNORE  # logits at p predict the label at p+1
+    # A boolean logits_to_keep projects only the labelled positions onto the vocab (as TRL's fused LM head does):
+    # agent conversations are mostly prompt and observations, and [batch x length x vocab] logits are the
+    # largest tensor of a step (Qwen: 151k columns).
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep)
+    logits = (out.logits if out.logits.dim() == 2 else out.logits[keep]).float()  # [N, V]; fp32: see above
+    targets = labels[:, 1:][keep[:, :-1]]
+    # `+ 0 * sum` keeps the graph when no position is labelled (DDP needs a backward on every process).
+    total = F.cross_entropy(logits, targets, reduction="sum") + 0.0 * out.logits.sum()
+    return total, int(targets.numel())
 
 
 def sft_loss(model: torch.nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:

@@ -34,6 +34,7 @@ from agentdistill.distill.checkpoints import (
 )
 from agentdistill.distill.data import EncodedExample, collate
 from agentdistill.distill.sft import IGNORE, sft_loss, token_ce_sum
+from agentdistill.distill.trackers import REPORT_TO
 from agentdistill.errors import AgentDistillError, ConfigError
 from agentdistill.paths import atomic_write
 from agentdistill.progress import Progress
@@ -41,7 +42,7 @@ from agentdistill.progress import Progress
 LossFn = Callable[[torch.nn.Module, dict[str, Any]], tuple[torch.Tensor, dict[str, float]]]
 
 # Fields that may change between a run and its resume: they steer logging and stopping, not the trajectory.
-RESUME_FREE = frozenset({"eval_every", "save_every", "log_every", "max_steps", "epochs"})
+RESUME_FREE = frozenset({"eval_every", "save_every", "log_every", "max_steps", "epochs", "report_to"})
 
 
 class TrainingOOM(AgentDistillError):
@@ -55,6 +56,10 @@ class TrainingOOM(AgentDistillError):
         if not config.grad_checkpointing:
             tips.append("--grad-checkpointing (recomputes activations in backward)")
         super().__init__(f"out of memory on {device} while training: try " + "; ".join(tips) + f". ({detail[:200]})")
+
+
+class UnsupportedLaunch(AgentDistillError):
+    """The accelerate launch config asks for something this trainer does not do."""
 
 
 class NoTrainingData(AgentDistillError):
@@ -87,6 +92,7 @@ class TrainConfig:
     log_every: int = 1  # optimizer steps between metrics lines
     device: str = "auto"  # auto | cpu | cuda | cuda:N; under accelerate launch each process gets its own
     dtype: str = "auto"  # auto = bf16 autocast on cuda, fp32 on cpu (CPUs without bf16 matmuls are 20x slower)
+    report_to: tuple[str, ...] = ()  # experiment trackers (accelerate's names), logging to out_dir/<tracker dirs>
 
     def __post_init__(self) -> None:
         positive = {"lora_r": self.lora_r, "lora_alpha": self.lora_alpha, "epochs": self.epochs}
@@ -107,11 +113,14 @@ class TrainConfig:
             raise ConfigError("lora_dropout", self.lora_dropout, "a number in [0, 1)")
         if self.schedule not in ("cosine", "linear"):
             raise ConfigError("schedule", self.schedule, "cosine or linear")
+        object.__setattr__(self, "report_to", tuple(self.report_to))  # a list when read back from JSON
+        if unknown := [name for name in self.report_to if name not in REPORT_TO]:
+            raise ConfigError("report_to", unknown, f"tracker names from: {', '.join(REPORT_TO)}")
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
             raise ConfigError("max_grad_norm", self.max_grad_norm, "a positive number, or unset for no clipping")
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        data = dataclasses.asdict(self) | {"report_to": list(self.report_to)}
         data["target_modules"] = (
             self.target_modules if isinstance(self.target_modules, str) else list(self.target_modules)
         )
@@ -186,7 +195,13 @@ def train(
             "the training set is empty: check the dataset dir (`distill dataset` output) and its filters."
         )
     base_dir, out_dir = Path(base_dir).resolve(), Path(out_dir)
-    accelerator = Accelerator(cpu=_device(config) == "cpu", mixed_precision=_mixed_precision(config))
+    accelerator = Accelerator(cpu=training_device(config) == "cpu", mixed_precision=_mixed_precision(config),
+                              log_with=list(config.report_to) or None, project_dir=str(out_dir))  # fmt: skip
+    if accelerator.distributed_type == "DEEPSPEED":  # its engine steps and scales on its own schedule, not ours
+        raise UnsupportedLaunch(
+            "this accelerate config uses DeepSpeed, which our trainer does not drive: run `distill train --engine "
+            "trl` (TRL's SFTTrainer, same data and outputs) or use examples/accelerate/fsdp.yaml for sharding"
+        )
     device, main, rank = accelerator.device, accelerator.is_main_process, accelerator.process_index
     world = accelerator.num_processes
     plan = _Plan(len(train_set), config.batch_size, world, config.seed)
@@ -200,6 +215,9 @@ def train(
         with atomic_write(out_dir / "train_config.json") as handle:
             json.dump({"base_dir": str(base_dir), "world_size": world, **config.to_dict()}, handle, indent=2)
 
+    if config.report_to:  # trackers take flat scalars; accelerate starts them on the main process only
+        flat = {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in config.to_dict().items()}
+        accelerator.init_trackers(out_dir.name or "train", config=flat)
     set_seed(config.seed)  # the same on every process, so each builds the same adapter init
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -257,6 +275,8 @@ def train(
                     with open(metrics_path, "a", encoding="utf-8") as handle:
                         handle.write(json.dumps(row) + "\n")
                 bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{row['tokens_per_s']:.0f}")
+                if config.report_to:
+                    accelerator.log({k: v for k, v in row.items() if k != "step"}, step=step)
                 window, tokens, last = [], 0, now
             if config.save_every and step % config.save_every == 0 and step < total:
                 save_checkpoint(
@@ -268,7 +288,19 @@ def train(
         bar.close()
     result = _save_final(out_dir, model, tokenizer, accelerator, config, step, rows, val_loss, resume)
     accelerator.wait_for_everyone()
+    if config.report_to:
+        accelerator.end_training()
+    release_accelerator_state()
     return result
+
+
+def release_accelerator_state() -> None:
+    """Forget this run's accelerate settings (precision, plugins), keeping the process group, so the next
+    training in the same process (a notebook, a pipeline stage, the other engine) may choose its own."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
 
 
 def _optimizer_step(
@@ -293,7 +325,8 @@ def _optimizer_step(
     return accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item(), extras
 
 
-def _device(config: TrainConfig) -> str:
+def training_device(config: TrainConfig) -> str:
+    """The device config.device resolves to here (auto: cuda when present); pins cuda:N as current."""
     from agentdistill.models.transformers_backend import resolve_device
 
     device = resolve_device(config.device)
@@ -305,7 +338,7 @@ def _device(config: TrainConfig) -> str:
 def _mixed_precision(config: TrainConfig) -> str:
     from agentdistill.models.transformers_backend import resolve_dtype
 
-    dtype = resolve_dtype(config.dtype, _device(config))
+    dtype = resolve_dtype(config.dtype, training_device(config))
     return {"bfloat16": "bf16", "float16": "fp16"}.get(dtype, "no")
 
 
@@ -449,5 +482,6 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "TrainingOOM",
+    "UnsupportedLaunch",
     "train",
 ]

@@ -6,11 +6,13 @@ Torch, transformers and peft load inside the command, so `--help` stays fast. Ru
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 
 from agentdistill.commands.common import emit_json, json_option, settings, table
+from agentdistill.distill.trackers import REPORT_TO
 from agentdistill.errors import AgentDistillError
 
 METHODS = ("sft",)  # kd and redi need a teacher cache or negatives: `distill run --method` wires those
@@ -61,6 +63,11 @@ def resolve_base(spec: str, cache: Path) -> tuple[Path, Path | None]:
 @click.option("--save-every", type=click.IntRange(0), default=50, show_default=True, help="Updates per checkpoint.")
 @click.option("--eval-every", type=click.IntRange(1), default=50, show_default=True, help="Updates per val loss.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Adapter init, data order and dropout.")
+@click.option("--engine", type=click.Choice(["ours", "trl"]), default="ours", show_default=True,
+              help="Training loop: ours (faster on CPU, RESULTS.md) or TRL's SFTTrainer (DeepSpeed via accelerate"
+              " launch; needs `pip install trl`). Same data, same outputs.")  # fmt: skip
+@click.option("--report-to", "report_to", multiple=True, type=click.Choice(REPORT_TO),
+              help="Experiment tracker (repeatable), e.g. tensorboard: logs under OUT.")  # fmt: skip
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run dir.")
 @json_option
 @click.pass_context
@@ -68,7 +75,7 @@ def train(
     ctx: click.Context, data_dir: Path, base: str | None, method: str, lora: bool, epochs: int, lr: float,
     batch_size: int, grad_accum: int, max_len: int, max_steps: int | None, old_max_steps: int | None,
     grad_checkpointing: bool, schedule: str,
-    save_every: int, eval_every: int, seed: int, out: Path, as_json: bool,
+    save_every: int, eval_every: int, seed: int, engine: str, report_to: tuple[str, ...], out: Path, as_json: bool,
 ) -> None:  # fmt: skip
     """Fine-tune a student on DATA; writes OUT/final (adapter or model + tokenizer), metrics.jsonl and loss.png."""
     if old_max_steps is not None:
@@ -95,7 +102,7 @@ def train(
     config = TrainConfig(
         lora=lora, lr=lr, epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
         max_len=max_len, schedule=schedule, grad_checkpointing=grad_checkpointing, save_every=save_every,  # type: ignore[arg-type]
-        eval_every=eval_every, seed=seed, device=conf.device, dtype=conf.dtype,
+        eval_every=eval_every, seed=seed, device=conf.device, dtype=conf.dtype, report_to=report_to,
     )  # fmt: skip
     base_dir, adapter = resolve_base(base or conf.student, cache_dir())
     tokenizer = AutoTokenizer.from_pretrained(
@@ -108,19 +115,27 @@ def train(
             f"no trainable example in {train_file} ({cut} longer than --max-len {max_len} were dropped): raise"
             " --max-len, or collect more runs."
         )
-    if not as_json:
+    if not as_json and os.environ.get("RANK", "0") == "0":
         click.echo(f"agentdistill: training {base_dir.name} on {len(train_set)} examples ({cut} over --max-len "
                    f"dropped), validating on {len(val_set)} -> {out}", err=True)  # fmt: skip
-    result = train_sft(
-        base_dir, train_set, val_set, config, out, init_adapter=adapter, progress=False if as_json else None
-    )
+    if engine == "trl":
+        from agentdistill.distill.trl_engine import train_with_trl
+
+        result = train_with_trl(base_dir, train_set, val_set, config, out, init_adapter=adapter,
+                                progress=False if as_json else None)  # fmt: skip
+    else:
+        result = train_sft(
+            base_dir, train_set, val_set, config, out, init_adapter=adapter, progress=False if as_json else None
+        )
     summary = {
-        "method": method, "base": str(base_dir), "init_adapter": str(adapter) if adapter else None,
+        "method": method, "engine": engine, "base": str(base_dir), "init_adapter": str(adapter) if adapter else None,
         "train_examples": len(train_set), "val_examples": len(val_set), "dropped_over_max_len": cut + val_cut,
         "steps": result.steps, "resumed_from": result.resumed_from, "train_loss": result.train_loss,
         "val_loss": result.val_loss, "final_dir": str(result.final_dir), "metrics": str(result.metrics_path),
         "plot": str(result.plot_path) if result.plot_path else None,
     }  # fmt: skip
+    if os.environ.get("RANK", "0") != "0":  # under accelerate launch / torchrun the main process reports
+        return
     if as_json:
         emit_json(summary)
         return

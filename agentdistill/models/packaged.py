@@ -295,8 +295,9 @@ def convert_gguf(gguf: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
+        with _no_conversion_bar():
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ConversionError(
             f"transformers could not load {gguf}: {exc}. Check that the `gguf` package is installed."
@@ -312,6 +313,23 @@ def convert_gguf(gguf: Path, out: Path) -> None:
         os.chmod(path, 0o644)
         with open(path, "rb") as handle:
             os.fsync(handle.fileno())
+
+
+@contextlib.contextmanager
+def _no_conversion_bar() -> Iterator[None]:
+    """Silence transformers' per-tensor GGUF bar (tqdm.auto, no switch): our own lines say what is happening,
+    and the bar would land in a streamed chat answer or between --json output."""
+    import functools
+
+    from tqdm.auto import tqdm
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    original = gguf_utils.tqdm
+    gguf_utils.tqdm = functools.partial(tqdm, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = original
 
 
 @contextlib.contextmanager

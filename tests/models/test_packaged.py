@@ -171,3 +171,15 @@ def test_finished_dir_is_returned_without_touching_the_parts(tmp_path: Path) -> 
     (final / MARKER).write_text(json.dumps({"sha256": pm.sha256, "format": packaged._FORMAT}))
     assert ensure_hf_dir(pm, tmp_path, progress=False) == final
     assert not is_converted(final, dataclasses.replace(pm, sha256="1" * 64))  # other weights: not this dir
+
+
+def test_the_gguf_conversion_bar_of_transformers_is_silenced_only_while_converting(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    original = gguf_utils.tqdm
+    with packaged._no_conversion_bar():
+        assert list(gguf_utils.tqdm(range(3), desc="Converting and de-quantizing GGUF tensors...")) == [0, 1, 2]
+    assert "Converting" not in capsys.readouterr().err
+    assert gguf_utils.tqdm is original
