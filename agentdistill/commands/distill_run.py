@@ -14,6 +14,7 @@ import click
 from agentdistill.agents.factory import AGENTS
 from agentdistill.commands.common import emit_json, settings, table
 from agentdistill.config import Settings
+from agentdistill.distill.trackers import REPORT_TO
 from agentdistill.errors import AgentDistillError
 
 # plan.json fields newer than some saved plans, with the value a plan saved without them meant
@@ -50,6 +51,8 @@ def _plan_options(fn: Any) -> Any:
         click.option("--max-len", type=click.IntRange(min=64), default=2048, show_default=True),
         click.option("--lora-r", type=click.IntRange(min=1), default=64, show_default=True),
         click.option("--max-steps", type=click.IntRange(min=1), help="Agent model calls per item."),
+        click.option("--report-to", "report_to", multiple=True, type=click.Choice(REPORT_TO),
+                     help="Experiment tracker for the training stage (repeatable), e.g. tensorboard: logs under OUT."),
         click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
                      help="Agent option, repeatable (VALUE is JSON when it parses); rec suites also take the "
                           "simulated user's: user=rule|llm, user_model=SPEC (default: the teacher), max_turns=N."),
@@ -89,7 +92,7 @@ def _pipeline(config: Settings, kw: dict[str, Any]) -> Any:
     train = TrainConfig(
         lora=kw["lora"], lora_r=kw["lora_r"], lora_alpha=2 * kw["lora_r"], epochs=kw["epochs"],
         max_steps=kw["train_steps"], lr=kw["lr"], batch_size=kw["batch_size"], grad_accum=kw["grad_accum"],
-        max_len=kw["max_len"], device=config.device, dtype=config.dtype,
+        max_len=kw["max_len"], device=config.device, dtype=config.dtype, report_to=kw["report_to"],
     )  # fmt: skip
     plan = DistillPlan(
         agent=kw["agent"], suite=kw["suite"], teacher=kw["teacher"] or config.model,
@@ -119,6 +122,8 @@ def _check_plan(out: Path, plan: Any) -> None:
         for key in new:
             if key in EXECUTION_FIELDS or old.get(key, ADDED_FIELDS.get(key)) == new[key]:
                 continue
+            if key == "train" and _same_training(old.get("train") or {}, new["train"]):
+                continue
             if key == "train_limit" and new[key] > old[key]:
                 if not (out / "data" / "info.json").exists():
                     continue  # more teacher runs before any dataset was built: collection picks up where it stopped
@@ -130,6 +135,16 @@ def _check_plan(out: Path, plan: Any) -> None:
             return
     with atomic_write(path) as f:
         json.dump(new, f, indent=2)
+
+
+def _same_training(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Equal training settings, ignoring those a resume may change (logging, stopping) and reading a field an
+    older plan.json lacks as its default."""
+    from agentdistill.distill.trainer import RESUME_FREE, TrainConfig
+
+    defaults = json.loads(json.dumps(TrainConfig().to_dict(), default=str))
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    return all(old.get(k, defaults.get(k)) == v for k, v in new.items() if k in known and k not in RESUME_FREE)
 
 
 def _show(report_md: Path, as_json: bool) -> None:

@@ -134,3 +134,23 @@ def test_a_saved_plan_reads_back_as_the_same_plan(tmp_path: Path, home: Path):
     (out / "plan.json").write_text('{\n  "agent": oops')
     garbled = CliRunner().invoke(cli, ["--home", str(home), "distill", "compress", str(out)])
     assert garbled.exit_code != 0 and "plan.json line 2: not JSON" in str(garbled.exception)
+
+
+def test_a_plan_written_before_a_training_field_existed_still_resumes(tmp_path: Path, home: Path):
+    teacher = _teacher_file(tmp_path, 2)
+    out = tmp_path / "out"
+
+    def collect(*extra: str):  # noqa: ANN202
+        args = ["--home", str(home), "distill", "collect", "--agent", "codeact", "--suite", "gsm8k-sample",
+                "--teacher", f"scripted:{teacher}", "--train-limit", "2", "--eval-limit", "2", "--max-steps", "1",
+                "--concurrency", "1", "--out", str(out), "--json", *extra]  # fmt: skip
+        return CliRunner().invoke(cli, args)
+
+    assert collect().exit_code == 0
+    plan = json.loads((out / "plan.json").read_text())
+    del plan["train"]["report_to"]  # as an older agentdistill wrote it
+    (out / "plan.json").write_text(json.dumps(plan))
+    resumed = collect("--report-to", "tensorboard")  # a tracker may change on resume: it logs, it does not train
+    assert resumed.exit_code == 0, resumed.output
+    other = collect("--lr", "1e-3")
+    assert other.exit_code != 0 and "train" in str(other.exception) and "0.001" in str(other.exception)
