@@ -128,7 +128,7 @@ def build_react_graph(
     def act(state: ReactState) -> dict[str, Any]:
         action, done = state["action"] or {}, list(state.get("done_actions") or [])
         if "fault" in action:  # already recorded on the model step as a parse_error
-            observation = run_tool(by_name, ParseFault(action["fault"])).text
+            observation = _clip(run_tool(by_name, ParseFault(action["fault"])).text)
         else:
             call = to_tool_call(action["tool"], action["args"], by_name)
             try:
@@ -140,7 +140,8 @@ def build_react_graph(
             key = json.dumps([call.name, call.args], sort_keys=True, default=str)
             note = f"\n{REPEAT_NOTE}" if key in done else ""
             observation, done = _clip(observation) + note, [*done, key]
-        messages = [*state["messages"], user(observation_template.format(observation=_clip(observation)))]
+        # Clipped once, before the repeat note: clipping again would cut the note off a long result.
+        messages = [*state["messages"], user(observation_template.format(observation=observation))]
         return {"messages": messages, "action": None, "done_actions": done}
 
     def finish(state: ReactState) -> dict[str, Any]:

@@ -285,3 +285,14 @@ def test_deeply_nested_json_in_a_reply_is_a_parse_error_the_model_sees(store: Tr
     model = ScriptedModel([f"Action: search\nAction Input: {deep}", "Final Answer: Canberra"])
     out = graph_for(model, store).invoke({"question": "capital of Australia?"})
     assert (out["answer"], out["status"]) == ("Canberra", "ok")
+
+
+def test_the_repeat_note_survives_a_long_observation(store: TrajectoryStore) -> None:
+    from agentdistill.agents.react import OBSERVATION_LIMIT
+
+    action = 'Thought: again\nAction: search\nAction Input: {"query": "long"}'
+    model = ScriptedModel([action, action, "Final Answer: done"])
+    graph = graph_for(model, store, [search_over({"long": "x" * (OBSERVATION_LIMIT + 500)})])
+    assert graph.invoke({"question": "q?"})["answer"] == "done"
+    second = model.history[2][-1]["content"]
+    assert second.endswith(REPEAT_NOTE + CUE) and "...(truncated)" in second  # clipped once, the note after it
