@@ -10,7 +10,15 @@ import pytest
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from agentdistill.agents.common import EmptyQuestion
-from agentdistill.agents.react import REPEAT_NOTE, STOP, FinalAnswer, ReactAction, build_react_graph, parse_react
+from agentdistill.agents.react import (
+    LAST_CALL_NOTE,
+    REPEAT_NOTE,
+    STOP,
+    FinalAnswer,
+    ReactAction,
+    build_react_graph,
+    parse_react,
+)
 from agentdistill.agents.react_parse import to_tool_call
 from agentdistill.errors import ConfigError
 from agentdistill.memory.trajectories import TrajectoryStore
@@ -134,8 +142,22 @@ def test_max_steps_ends_with_status_message_and_no_invented_answer(store: Trajec
     assert run.status == "max_steps" and run.error.kind == "max_steps" and "raise max_steps" in run.error.message
     assert [s.kind for s in run.steps] == ["model", "tool", "model", "tool", "model"]  # the last action is not run
     assert REPEAT_NOTE not in model.history[1][-1]["content"] and model.history[2][-1]["content"].endswith(
-        REPEAT_NOTE + CUE
+        REPEAT_NOTE + "\n" + LAST_CALL_NOTE + CUE  # the third call is the last one allowed, and is told so
     )
+    assert LAST_CALL_NOTE not in model.history[1][-1]["content"]
+
+
+def test_the_last_call_note_comes_only_before_the_last_call_and_can_be_turned_off(store: TrajectoryStore) -> None:
+    first = 'Thought: capital first\nAction: search\nAction Input: {"query": "capital of Australia"}'
+    model = ScriptedModel([first, "Final Answer: Canberra"])
+    assert graph_for(model, store, max_steps=2).invoke({"question": "q?"})["answer"] == "Canberra"
+    assert model.history[1][-1]["content"].endswith(LAST_CALL_NOTE + CUE)
+    quiet = ScriptedModel([first, "Final Answer: Canberra"])
+    graph_for(quiet, store, max_steps=2, last_call_note=False).invoke({"question": "q?"})
+    assert LAST_CALL_NOTE not in quiet.history[1][-1]["content"]
+    roomy = ScriptedModel([first, "Final Answer: Canberra"])
+    graph_for(roomy, store, max_steps=8).invoke({"question": "q?"})
+    assert LAST_CALL_NOTE not in roomy.history[1][-1]["content"]
 
 
 def test_max_steps_keeps_a_final_answer_written_after_an_action_as_best_guess(store: TrajectoryStore) -> None:
