@@ -87,7 +87,7 @@ class EngineState:
     log: str
     persistent: bool
     api_key: str | None = None
-    status: str = "starting"  # starting | ready | failed | dead | stopped
+    status: str = "starting"  # starting | ready | stopping (its last lease ended) | failed | dead | stopped
     detail: str = ""  # why failed/dead
     supervisor_pid: int | None = None
     server_pid: int | None = None

@@ -23,6 +23,7 @@ from agentdistill.models.engine import (
     EngineState,
     healthy,
     lease_dir,
+    locked,
     log_tail,
     pid_alive,
     read_state,
@@ -76,7 +77,9 @@ def main(state_path: Path) -> int:
             elif unleased_since is None:
                 unleased_since = time.monotonic()
             elif time.monotonic() - unleased_since > GRACE_S:
-                break
+                if _retire(state_path, state):
+                    break
+                unleased_since = None  # a client took a lease just now: keep serving it
         time.sleep(POLL_S)
     _stop(server)
     current = read_state(state_path)
@@ -84,6 +87,17 @@ def main(state_path: Path) -> int:
         state_path.unlink(missing_ok=True)
         shutil.rmtree(lease_dir(state_path), ignore_errors=True)
     return 0
+
+
+def _retire(state_path: Path, state: EngineState) -> bool:
+    """Mark the engine `stopping`, unless a lease arrived meanwhile. Under the lock clients take to reuse an
+    engine: a client that started right after the last lease ended otherwise took the still-`ready` engine
+    while its server was being stopped, and every call it made was refused."""
+    with locked(state_path.parent / f".{state_path.stem}.lock"):
+        if _live_leases(state_path):
+            return False
+        _save(state_path, state, status="stopping")
+        return True
 
 
 def _live_leases(state_path: Path) -> list[int]:

@@ -222,3 +222,23 @@ def _script(tmp_path: Path) -> Path:
     path = tmp_path / "replies.json"
     path.write_text('["Final Answer: 4"]')
     return path
+
+
+def test_an_engine_whose_last_lease_ended_is_retired_not_handed_out(fake_server: Path, model_file: Path, home: Path):
+    """The supervisor marks an unleased engine `stopping` under the clients' lock before it stops the server;
+    a client arriving then starts a fresh engine instead of taking one whose server is going away."""
+    from agentdistill.models.engine import write_state
+    from agentdistill.models.engine_supervisor import _retire
+
+    first = start_engine(config(model_file), home=home)
+    [(path, state)] = list_engines(home)
+    assert not _retire(path, state) and read_state(path).status == "ready"  # a live lease: keeps serving
+    state.status = "stopping"  # what _retire writes once the lease is gone (the supervisor then stops it)
+    write_state(path, state)
+    second = start_engine(config(model_file), home=home)
+    try:
+        assert second.state.server_pid != first.state.server_pid and second.state.status == "ready"
+        assert wait_until(lambda: not pid_alive(first.state.server_pid))  # the retiring one was stopped
+    finally:
+        second.release()
+        first.release()
