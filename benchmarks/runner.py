@@ -221,7 +221,8 @@ def run_benchmark(
                 f" {missing[0]!r}: resume with the same suite, data file and --limit the run was started with."
             )
         spec = run_dir.spec
-        earlier = run_dir.results()
+        rerun = set(pending)  # --resume also reruns items whose last line was an unreachable model
+        earlier = [result for result in run_dir.results() if result.item_id not in rerun]
         abort = threading.Event()
         # Item ids with a line written by this process: the guard against a second line for one item. Only the main
         # thread writes, so no lock is needed; a given-up worker's future is no longer watched, so its late result

@@ -220,7 +220,9 @@ def test_summarize_figures() -> None:
     assert empty.n == 0 and empty.accuracy == 0.0 and empty.latency_p95 == 0.0 and json.dumps(empty.as_dict())
 
 
-def test_unreachable_model_items_rerun_on_resume_and_count_once(tmp_path: Path, store: TrajectoryStore) -> None:
+def test_unreachable_model_items_rerun_on_resume_and_count_once(
+    tmp_path: Path, store: TrajectoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     todo = items(4)
     run_dir = start(tmp_path, todo)
 
@@ -239,8 +241,18 @@ def test_unreachable_model_items_rerun_on_resume_and_count_once(tmp_path: Path, 
     assert run_dir.pending_ids() == ["q1"]
 
     resumed = RunDir.open(run_dir.path)
+    import agentdistill.benchmarks.runner as runner
+
+    bars, real = [], runner._Progress  # the progress bar starts from the items kept, not the ones to rerun
+
+    def spy(*args: object) -> runner._Progress:
+        bars.append(real(*args))
+        return bars[-1]
+
+    monkeypatch.setattr(runner, "_Progress", spy)
     summary = bench(resumed, todo, store, lambda m: f"Final Answer: answer {question_number(m)}")
     assert (summary.n, summary.errors, summary.correct) == (4, 1, 3)
+    assert [(bar.done, bar.correct) for bar in bars] == [(4, 3)]  # started at 3 done (2 right), then q1
     assert resumed.pending_ids() == [] and len(resumed.results()) == 4
     assert {r.item_id: r.status for r in resumed.results()}["q1"] == "ok"
     assert len(run_dir.results_path.read_text().splitlines()) == 5  # the error line stays, superseded
