@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 import torch.nn.functional as F
 
+from agentdistill.distill.sft import labelled_logits, labelled_positions
 from agentdistill.errors import AgentDistillError, ConfigError
 from agentdistill.paths import atomic_write
 from agentdistill.progress import Progress
@@ -407,18 +408,16 @@ class KDLoss:
         return self.taid_start + (self.taid_end - self.taid_start) * min(max(progress, 0.0), 1.0)
 
     def __call__(self, model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        labels, attention = batch["labels"], batch["attention_mask"]
-        keep = torch.zeros_like(labels, dtype=torch.bool)
-        keep[:, :-1] = labels[:, 1:] != -100  # logits at p predict the label at p+1
+        labels = batch["labels"]
+        keep = labelled_positions(labels)
         _check_batch(self.cache, batch, keep)
-        out = model(input_ids=batch["input_ids"], attention_mask=attention, logits_to_keep=keep)
-        logits = (out.logits if out.logits.dim() == 2 else out.logits[keep]).float()  # [N, V], batch row-major
+        logits, raw = labelled_logits(model, batch, keep)  # [N, V], batch row-major
         target = self.cache.targets(batch["example_ids"], logits.device)
         if target.ids.numel() and int(target.ids.max()) >= logits.shape[-1]:
             why = f"teacher token id {int(target.ids.max())} >= student vocab {logits.shape[-1]}"
             raise KDTokenizerMismatch(self.cache.index["teacher"]["dir"], "the student model", why)
         if logits.shape[0] == 0:
-            zero = out.logits.sum() * 0.0  # keeps the graph: the trainer can still call backward
+            zero = raw.sum() * 0.0  # keeps the graph: the trainer can still call backward
             return zero, {"kl": 0.0, "ce": 0.0, "t": 1.0}
         temp = self.temperature
         lp_student = F.log_softmax(logits, dim=-1)

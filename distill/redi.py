@@ -20,23 +20,22 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from agentdistill.distill.sft import labelled_logits, labelled_positions
 from agentdistill.errors import ConfigError
 
 
 def sequence_log_likelihood(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean log-prob of the labelled tokens of each sequence: ([B] values, [B] bool "has labelled tokens")."""
     labels = batch["labels"]
-    keep = torch.zeros_like(labels, dtype=torch.bool)
-    keep[:, :-1] = labels[:, 1:] != -100  # logits at p predict the label at p+1
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep)
-    logits = (out.logits if out.logits.dim() == 2 else out.logits[keep]).float()  # [N, V], batch row-major
+    keep = labelled_positions(labels)
+    logits, raw = labelled_logits(model, batch, keep)  # [N, V], batch row-major
     token_lp = F.log_softmax(logits, dim=-1).gather(-1, labels[:, 1:][keep[:, :-1]][:, None]).squeeze(-1)
     counts = keep.sum(dim=1)
     row = torch.arange(labels.shape[0], device=labels.device).repeat_interleave(counts)
     total = torch.zeros(labels.shape[0], device=logits.device, dtype=logits.dtype).index_add(0, row, token_lp)
     has = counts > 0
     # `+ 0 * sum` keeps the logits in the graph even when no sequence has a labelled token.
-    return total / counts.clamp_min(1) + 0.0 * out.logits.sum(), has
+    return total / counts.clamp_min(1) + 0.0 * raw.sum(), has
 
 
 @dataclass(frozen=True)

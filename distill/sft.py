@@ -21,6 +21,26 @@ if TYPE_CHECKING:
 IGNORE = -100  # label value of tokens that carry no loss (prompt, tool observations, padding)
 
 
+def labelled_positions(labels: torch.Tensor) -> torch.Tensor:
+    """[B, T] mask of the positions whose logits predict a labelled token (logits at p predict the label at p+1)."""
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != IGNORE
+    return keep
+
+
+def labelled_logits(
+    model: torch.nn.Module, batch: Mapping[str, Any], keep: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fp32 logits of the kept positions [N, V], batch row-major; the model's own logits, for `+ 0 * sum`).
+
+    A boolean logits_to_keep projects only those positions onto the vocab (as TRL's fused LM head does): agent
+    conversations are mostly prompt and observations, and [batch x length x vocab] logits are the largest
+    tensor of a step (Qwen: 151k columns).
+    """
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep)
+    return (out.logits if out.logits.dim() == 2 else out.logits[keep]).float(), out.logits
+
+
 def token_ce_sum(model: torch.nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Tensor, int]:
     """(summed next-token cross-entropy over labelled tokens, how many there were).
 
@@ -28,16 +48,11 @@ def token_ce_sum(model: torch.nn.Module, batch: Mapping[str, Any]) -> tuple[torc
     Logits are upcast to fp32: a bf16 softmax over a 50k vocabulary loses the small probabilities.
     """
     labels = batch["labels"]
-    keep = torch.zeros_like(labels, dtype=torch.bool)
-    keep[:, :-1] = labels[:, 1:] != IGNORE  # logits at p predict the label at p+1
-    # A boolean logits_to_keep projects only the labelled positions onto the vocab (as TRL's fused LM head does):
-    # agent conversations are mostly prompt and observations, and [batch x length x vocab] logits are the
-    # largest tensor of a step (Qwen: 151k columns).
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep)
-    logits = (out.logits if out.logits.dim() == 2 else out.logits[keep]).float()  # [N, V]; fp32: see above
+    keep = labelled_positions(labels)
+    logits, raw = labelled_logits(model, batch, keep)
     targets = labels[:, 1:][keep[:, :-1]]
     # `+ 0 * sum` keeps the graph when no position is labelled (DDP needs a backward on every process).
-    total = F.cross_entropy(logits, targets, reduction="sum") + 0.0 * out.logits.sum()
+    total = F.cross_entropy(logits, targets, reduction="sum") + 0.0 * raw.sum()
     return total, int(targets.numel())
 
 
@@ -69,4 +84,4 @@ def train_sft(
     )
 
 
-__all__ = ["IGNORE", "sft_loss", "token_ce_sum", "train_sft"]
+__all__ = ["IGNORE", "labelled_logits", "labelled_positions", "sft_loss", "token_ce_sum", "train_sft"]

@@ -343,7 +343,7 @@ def _mixed_precision(config: TrainConfig) -> str:
 
 
 def _build_model(base_dir: Path, config: TrainConfig, init_adapter: Path | None, mixed: str) -> torch.nn.Module:
-    from peft import LoraConfig, PeftModel, get_peft_model
+    from peft import PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM
 
     # Frozen LoRA base weights need no fp32 master copy; trained ones (full fine-tune, fp16 scaling) do.
@@ -357,10 +357,16 @@ def _build_model(base_dir: Path, config: TrainConfig, init_adapter: Path | None,
         return adapted if config.lora else adapted.merge_and_unload()
     if not config.lora:
         return model
+    return get_peft_model(model, lora_config(config))
+
+
+def lora_config(config: TrainConfig) -> Any:
+    """peft's LoraConfig for this run's adapter (rank, scale, dropout, target modules)."""
+    from peft import LoraConfig
+
     targets = config.target_modules if isinstance(config.target_modules, str) else list(config.target_modules)
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=targets, task_type="CAUSAL_LM")  # fmt: skip
-    return get_peft_model(model, lora)
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -443,10 +449,15 @@ def _save_final(out_dir: Path, model: torch.nn.Module, tokenizer: Any, accelerat
     tmp.rename(final)
     plot = write_loss_plot(rows, out_dir / "loss.png")
     result = dataclasses.replace(result, plot_path=plot)
-    with atomic_write(out_dir / "result.json") as handle:
-        summary = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(result).items()}
-        json.dump(summary | {"config": config.to_dict()}, handle, indent=2)
+    write_result(result, config)
     return result
+
+
+def write_result(result: TrainResult, config: TrainConfig, **extra: Any) -> None:
+    """out_dir/result.json, written last: a finished run's figures and settings (`_finished_result` reads it)."""
+    with atomic_write(result.out_dir / "result.json") as handle:
+        summary = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(result).items()}
+        json.dump(summary | extra | {"config": config.to_dict()}, handle, indent=2)
 
 
 def _finished_result(out_dir: Path, config: TrainConfig, total: int) -> TrainResult | None:

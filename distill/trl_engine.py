@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from agentdistill.distill.data import EncodedExample
     from agentdistill.distill.trainer import TrainConfig, TrainResult
 
-TRL_DIR = "trl"
+TRL_WORK_DIR = "trl"  # TRL's own checkpoints, inside the run dir
 
 
 class TrlNotInstalled(AgentDistillError):
@@ -67,7 +67,7 @@ def train_with_trl(
     from datasets import Dataset
     from transformers import AutoTokenizer
 
-    from agentdistill.distill.trainer import NoTrainingData, release_accelerator_state, training_device
+    from agentdistill.distill.trainer import NoTrainingData, lora_config, release_accelerator_state, training_device
 
     if not train_set:
         raise NoTrainingData("the training set is empty: check the dataset dir (`distill dataset` output).")
@@ -76,7 +76,7 @@ def train_with_trl(
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     cuda = training_device(config).startswith("cuda")
-    work = out_dir / TRL_DIR
+    work = out_dir / TRL_WORK_DIR
     args = SFTConfig(
         output_dir=str(work), per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
@@ -94,7 +94,7 @@ def train_with_trl(
         model=_model(base_dir, config, init_adapter, cuda), args=args, processing_class=tokenizer,
         train_dataset=Dataset.from_list(pretokenized_rows(train_set)),
         eval_dataset=Dataset.from_list(pretokenized_rows(val_set)) if val_set else None,
-        peft_config=_lora(config) if config.lora and init_adapter is None else None,
+        peft_config=lora_config(config) if config.lora and init_adapter is None else None,
     )  # fmt: skip
     if trainer.accelerator.is_main_process:
         with atomic_write(out_dir / "train_config.json") as handle:
@@ -109,7 +109,7 @@ def train_with_trl(
 def _train_and_save(trainer: Any, tokenizer: Any, config: TrainConfig, out_dir: Path, resume: bool,
                     validate: bool) -> TrainResult:  # fmt: skip
     from agentdistill.distill.checkpoints import write_loss_plot
-    from agentdistill.distill.trainer import TrainResult
+    from agentdistill.distill.trainer import TrainResult, write_result
 
     # Trainer prints its log dicts on stdout, which belongs to the CLI's --json summary.
     with contextlib.redirect_stdout(sys.stderr):
@@ -133,9 +133,7 @@ def _train_and_save(trainer: Any, tokenizer: Any, config: TrainConfig, out_dir: 
     with atomic_write(out_dir / "metrics.jsonl") as handle:
         handle.writelines(json.dumps(row) + "\n" for row in rows)
     result = dataclasses.replace(result, plot_path=write_loss_plot(rows, out_dir / "loss.png"))
-    with atomic_write(out_dir / "result.json") as handle:
-        summary = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(result).items()}
-        json.dump(summary | {"engine": "trl", "config": config.to_dict()}, handle, indent=2)
+    write_result(result, config, engine="trl")
     return result
 
 
@@ -149,14 +147,6 @@ def _model(base_dir: Path, config: TrainConfig, init_adapter: Path | None, cuda:
     from peft import PeftModel
 
     return PeftModel.from_pretrained(model, init_adapter, is_trainable=True)  # continue the student's adapter
-
-
-def _lora(config: TrainConfig) -> Any:
-    from peft import LoraConfig
-
-    targets = config.target_modules if isinstance(config.target_modules, str) else list(config.target_modules)
-    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=targets, task_type="CAUSAL_LM")  # fmt: skip
 
 
 def _metrics_rows(history: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -115,7 +115,8 @@ def train(
             f"no trainable example in {train_file} ({cut} longer than --max-len {max_len} were dropped): raise"
             " --max-len, or collect more runs."
         )
-    if not as_json and os.environ.get("RANK", "0") == "0":
+    main_process = os.environ.get("RANK", "0") == "0"  # under accelerate launch / torchrun the main one reports
+    if not as_json and main_process:
         click.echo(f"agentdistill: training {base_dir.name} on {len(train_set)} examples ({cut} over --max-len "
                    f"dropped), validating on {len(val_set)} -> {out}", err=True)  # fmt: skip
     if engine == "trl":
@@ -134,7 +135,7 @@ def train(
         "val_loss": result.val_loss, "final_dir": str(result.final_dir), "metrics": str(result.metrics_path),
         "plot": str(result.plot_path) if result.plot_path else None,
     }  # fmt: skip
-    if os.environ.get("RANK", "0") != "0":  # under accelerate launch / torchrun the main process reports
+    if not main_process:
         return
     if as_json:
         emit_json(summary)
