@@ -1,6 +1,7 @@
-"""`distill compress`: a full fine-tune's student as a small LoRA adapter, evaluated beside the full model.
+"""`distill compress`: a trained student as a small LoRA adapter, evaluated beside the model it came from.
 
-Layout it adds to a run dir OUT (trained with --full):
+A --full run's whole model becomes a rank-R adapter; a LoRA run's adapter becomes one of lower rank (the truncated
+SVD of its weight change), small enough to ship. Layout it adds to a run dir OUT:
     OUT/student/lora-r<R>/adapter/   peft adapter + extract.json (what share of the weight change it keeps)
     OUT/student/lora-r<R>/merged/    the adapter merged into the base, as the eval runs it
     OUT/eval/student-lora-r<R>/      its run on the held-out items; report/ then compares all four models
@@ -23,8 +24,8 @@ if TYPE_CHECKING:  # publish reads the layout below without loading the pipeline
     from agentdistill.distill.pipeline import Pipeline
 
 
-class NotAFullFineTune(AgentDistillError):
-    """compress needs a run trained with --full whose student/merged dir exists."""
+class NotCompressible(AgentDistillError):
+    """compress needs a finished run (its student/merged dir) and, for a LoRA run, a rank below the adapter's."""
 
 
 @dataclass(frozen=True)
@@ -52,30 +53,34 @@ def compressed_ranks(out: Path) -> list[int]:
 
 
 def compress_student(pipeline: Pipeline, rank: int) -> Compressed:
-    """Extract the rank-`rank` adapter of the run's full fine-tune (once), then evaluate it on the eval items."""
+    """Extract the rank-`rank` adapter of the run's trained student (once), then evaluate it on the eval items."""
     from agentdistill.distill.pipeline import student_base_dir
     from agentdistill.distill.student import merge_adapter
 
     out, plan = pipeline.out, pipeline.plan
-    full = out / "student" / "merged"
-    if plan.train.lora:
-        raise NotAFullFineTune(f"{out} trained a LoRA adapter already (student/adapter): publish it as it is;"
-                               " compress is for runs trained with --full")  # fmt: skip
-    if not full.is_dir():
-        raise NotAFullFineTune(f"{full} is missing: finish the run first (`agentdistill distill run ... --full`)")
+    trained = out / "student" / "merged"
+    if plan.train.lora and rank >= plan.train.lora_r:
+        raise NotCompressible(
+            f"{out} trained a rank-{plan.train.lora_r} LoRA adapter: a rank-{rank} one would not"
+            f" be smaller; pick --rank below {plan.train.lora_r}, or publish the adapter as it is"
+        )
+    if not trained.is_dir():
+        raise NotCompressible(
+            f"{trained} is missing: finish the run first (`agentdistill distill run ... --out {out}`)"
+        )
     folder = compressed_dir(out, rank)
     base = student_base_dir(plan.student)
     if not (folder / "merged").is_dir():
         staging = folder.with_name(f".{folder.name}.building")
         shutil.rmtree(staging, ignore_errors=True)
-        pipeline.say(f"extracting a rank-{rank} adapter from {full}")
-        extract_lora(base, full, staging / "adapter", rank=rank)
+        pipeline.say(f"extracting a rank-{rank} adapter from {trained}")
+        extract_lora(base, trained, staging / "adapter", rank=rank)
         merge_adapter(staging / "adapter", base, staging / "merged", dtype="float32")
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(staging, folder)
     report = read_extract(folder / "adapter")
     pipeline.say(f"      {report.describe()}")
-    compare = pipeline.evaluate(full, extra=[(eval_label(rank), folder / "merged")])
+    compare = pipeline.evaluate(trained, extra=[(eval_label(rank), folder / "merged")])
     return Compressed(adapter=folder / "adapter", extract=report, report=compare)
 
 

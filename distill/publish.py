@@ -52,13 +52,14 @@ def publish_student(
 
     A --full run ships the adapter `distill compress` extracted from it (`rank` picks one when there are
     several); the card's scores are then that adapter's, with the full model's beside them as student-full.
+    A LoRA run ships its own adapter, or with `rank` the smaller one `distill compress --rank` cut from it.
     """
     out = Path(out)
     if not name or "/" in name or name.startswith(".") or name != name.strip():
         raise PublishError(f"student name {name!r} must be a plain folder name, e.g. recbot-parser-135m")
     plan = _read_json(out / "plan.json", "run `agentdistill distill run --out DIR` first; DIR holds plan.json")
     full = not plan.get("train", {}).get("lora", True)
-    rank = _chosen_rank(out, rank) if full else None  # a LoRA run ships its own adapter
+    rank = _chosen_rank(out, rank) if full or rank is not None else None  # a LoRA run ships its own by default
     adapter = out / "student" / "adapter" if rank is None else compressed_dir(out, rank) / "adapter"
     if not (adapter / "adapter_config.json").is_file():
         raise PublishError(f"{adapter} holds no LoRA adapter: finish the run (`agentdistill distill run` with"
@@ -76,14 +77,15 @@ def publish_student(
         "description": description,
         "dataset": _dataset(plan, info),
         "command": plan_command(plan, out_hint=f"runs/{name}"),
-        "scores": _shipped_scores(eval_scores(compare), out, rank),
+        "scores": _shipped_scores(eval_scores(compare), out, rank,
+                                  trained="student-full" if full else f"student-r{plan['train'].get('lora_r')}"),
         "license": license,
         "training": {k: plan["train"].get(k) for k in ("lora_r", "lora_alpha", "target_modules", "lr", "epochs",
                                                         "max_steps", "batch_size", "grad_accum", "seed")},
     }  # fmt: skip
-    if full:  # how much of the full fine-tune the shipped adapter keeps
+    if rank is not None:  # how much of the trained weight change the shipped adapter keeps
         extract = _read_json(adapter / "extract.json", f"run `agentdistill distill compress {out}` again")
-        card["training"]["full_fine_tune"] = True
+        card["training"]["full_fine_tune"] = full
         card["compressed"] = {k: _rounded(extract.get(k)) for k in ("rank", "kept", "linear_share", "left_out")}
         card["command"] += f" && agentdistill distill compress runs/{name} --rank {rank}"
     target = Path(dest_root) / name
@@ -113,8 +115,11 @@ def publish_student(
 
 
 def _chosen_rank(out: Path, rank: int | None) -> int:
-    """The rank of the adapter `distill compress` extracted from a --full run (`rank`, or the only one)."""
+    """The rank of the adapter `distill compress` extracted from the run (`rank`, or the only one)."""
     found = compressed_ranks(out)
+    if not found and rank is not None:
+        raise PublishError(f"{out} has no rank-{rank} adapter: run `agentdistill distill compress {out} --rank {rank}`"
+                           " first")  # fmt: skip
     if not found:
         raise PublishError(
             f"{out} is a full fine-tune (a whole model, too big to ship): run `agentdistill distill compress {out}"
@@ -129,8 +134,9 @@ def _chosen_rank(out: Path, rank: int | None) -> int:
     return chosen
 
 
-def _shipped_scores(scores: dict[str, Any], out: Path, rank: int | None) -> dict[str, Any]:
-    """A compressed adapter's own eval becomes `student`; the full model it came from is kept as student-full."""
+def _shipped_scores(scores: dict[str, Any], out: Path, rank: int | None, *, trained: str) -> dict[str, Any]:
+    """A compressed adapter's own eval becomes `student`; the model it came from is kept under `trained`
+    (student-full for a full fine-tune, student-r<R> for the LoRA adapter it was cut from)."""
     if rank is None:
         return scores
     own = scores.pop(eval_label(rank), None)
@@ -138,7 +144,7 @@ def _shipped_scores(scores: dict[str, Any], out: Path, rank: int | None) -> dict
         raise PublishError(f"{compressed_dir(out, rank) / 'adapter'} has not been evaluated: run"
                            f" `agentdistill distill compress {out} --rank {rank}`")  # fmt: skip
     if "student" in scores:
-        scores["student-full"] = scores.pop("student")
+        scores[trained] = scores.pop("student")
     return {**scores, "student": own}
 
 

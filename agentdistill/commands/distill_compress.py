@@ -1,4 +1,4 @@
-"""`distill compress`: a --full run's student as a rank-R LoRA adapter, evaluated on the run's held-out items."""
+"""`distill compress`: a run's student as a (smaller) rank-R LoRA adapter, evaluated on the run's held-out items."""
 
 from __future__ import annotations
 
@@ -15,18 +15,18 @@ from agentdistill.errors import AgentDistillError
 @click.command("compress")
 @click.argument("out", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--rank", type=click.IntRange(min=1), default=64, show_default=True,
-              help="Adapter rank: higher keeps more of the fine-tune, in a bigger file (SmolLM2-135M: 0.3 MiB"
-                   " per rank in fp16).")  # fmt: skip
+              help="Adapter rank: higher keeps more of the fine-tune, in a bigger file (fp16: SmolLM2-135M 0.6 MiB,"
+                   " Qwen2.5-0.5B 1.1 MiB per rank). For a LoRA run, below its own rank.")  # fmt: skip
 @click.option("--concurrency", type=click.IntRange(min=1), help="Items in flight in the eval (default: the run's).")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Benchmark data root.")
 @click.option("--json", "as_json", is_flag=True, help="Print the extraction and the comparison as JSON.")
 @click.pass_context
 def compress(ctx: click.Context, out: Path, rank: int, concurrency: int | None, data_dir: Path | None,
              as_json: bool) -> None:  # fmt: skip
-    """Compress the full fine-tune of distill run OUT to a LoRA adapter and evaluate it beside the full model.
+    """Compress the student of distill run OUT to a rank-R LoRA adapter and evaluate it beside the trained model.
 
-    `distill publish OUT --name NAME` then ships the adapter (a full model is too big to ship), with the
-    adapter's own held-out scores on its card.
+    A --full run's whole model, or a LoRA run's adapter cut to a lower rank (truncated SVD of its weight change).
+    `distill publish OUT --name NAME [--rank R]` then ships the adapter, with its own held-out scores on its card.
     """
     from agentdistill.distill.compress import compress_student
     from agentdistill.distill.pipeline import Pipeline, plan_from_dict
@@ -36,7 +36,7 @@ def compress(ctx: click.Context, out: Path, rank: int, concurrency: int | None, 
         config = dataclasses.replace(config, data_dir=data_dir)
     plan_file = out / "plan.json"
     if not plan_file.is_file():
-        raise AgentDistillError(f"{plan_file} is missing: OUT must be the --out of a `distill run --full`")
+        raise AgentDistillError(f"{plan_file} is missing: OUT must be the --out of a `distill run`")
     try:
         saved = json.loads(plan_file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:

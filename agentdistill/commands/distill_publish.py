@@ -23,14 +23,16 @@ from agentdistill.commands.common import emit_json, table
 @click.option(
     "--rank",
     type=click.IntRange(min=1),
-    help="For a --full run: which `distill compress` adapter to ship (default: the only one).",
+    help="Ship the rank-R adapter `distill compress` cut from the run (a --full run: default the only one;"
+    " a LoRA run: default its own adapter).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the card as JSON.")
 def publish(out: Path, name: str, dest: Path | None, description: str, license_: str, force: bool,
             rank: int | None, as_json: bool) -> None:  # fmt: skip
     """Publish the LoRA student of distill run OUT with a model card written from its plan, data and eval.
 
-    A --full run publishes the adapter `distill compress OUT --rank R` extracted and evaluated.
+    A --full run publishes the adapter `distill compress OUT --rank R` extracted and evaluated; a LoRA run its
+    own adapter, or with --rank R the smaller one compress cut from it.
     """
     from agentdistill.distill.publish import PublishError, publish_student
     from agentdistill.models.students import find_student, students_root, user_students_root

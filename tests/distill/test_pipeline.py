@@ -130,7 +130,11 @@ def test_a_saved_plan_reads_back_as_the_same_plan(tmp_path: Path, home: Path):
     out.mkdir()
     (out / "plan.json").write_text(json.dumps(plan_dict(dataclasses.replace(plan, train=TrainConfig())), default=str))
     refused = CliRunner().invoke(cli, ["--home", str(home), "distill", "compress", str(out)])
-    assert refused.exit_code != 0 and "trained a LoRA adapter already" in str(refused.exception)
+    assert refused.exit_code != 0 and "rank-64 LoRA adapter: a rank-64 one would not be smaller" in str(
+        refused.exception
+    )
+    unfinished = CliRunner().invoke(cli, ["--home", str(home), "distill", "compress", str(out), "--rank", "8"])
+    assert unfinished.exit_code != 0 and "student/merged is missing: finish the run" in str(unfinished.exception)
     (out / "plan.json").write_text('{\n  "agent": oops')
     garbled = CliRunner().invoke(cli, ["--home", str(home), "distill", "compress", str(out)])
     assert garbled.exit_code != 0 and "plan.json line 2: not JSON" in str(garbled.exception)

@@ -151,6 +151,22 @@ def test_a_full_fine_tune_ships_its_compressed_adapter_with_its_own_scores(tmp_p
         publish_student(out, "x", tmp_path / "students", rank=8)
 
 
+def test_a_lora_run_ships_its_own_adapter_or_the_smaller_one_compress_cut(tmp_path: Path) -> None:
+    out = finished_run(tmp_path / "lora", train=cli_train())
+    own = publish_student(out, "own", tmp_path / "students")
+    assert (own.path / "adapter_model.safetensors").read_bytes() == b"weights"
+    with pytest.raises(PublishError, match="no rank-16 adapter: run `agentdistill distill compress .* --rank 16`"):
+        publish_student(out, "cut", tmp_path / "students", rank=16)
+    compressed(out, 16, parse_accuracy=0.49)
+    assert publish_student(out, "own-again", tmp_path / "students").scores["student"]["parse_accuracy"] == 0.52
+    card = publish_student(out, "cut", tmp_path / "students", rank=16)
+    assert (card.path / "adapter_model.safetensors").read_bytes() == b"factors"
+    assert card.scores["student"]["parse_accuracy"] == 0.49 and card.scores["student-r64"]["parse_accuracy"] == 0.52
+    data = json.loads((card.path / "card.json").read_text())
+    assert data["compressed"]["rank"] == 16 and data["training"]["full_fine_tune"] is False
+    assert "--full" not in card.command and card.command.endswith("distill compress runs/cut --rank 16")
+
+
 def test_default_flags_stay_out_of_the_command() -> None:
     line = plan_command(plan(roles=(), min_score=1.0, min_metrics={}, options={}, train=cli_train()), out_hint="o")
     assert line == ("agentdistill distill run --agent recbot --suite rec-netflix --teacher local:qwen2.5-coder-1.5b "
