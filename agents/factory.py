@@ -2,7 +2,8 @@
 
 Each graph file takes tools as a parameter and knows nothing about knowledge bases or sandboxes; this
 module is the one place that decides which tools each agent gets by default:
-- react: KB `search` + `lookup` (when a KB is given) and the math tools;
+- react: KB `search` + `lookup` (when a KB is given) and the math tools (`--option tool_names=search,lookup` picks
+  some; a question-answering suite gives it `tool_names=kb`, the KB tools only, see metric_options);
 - codeact: a Python sandbox whose code can call KB `search`, with sympy imported;
 - lag: KB `search` (it cannot run without one);
 - recbot: the catalog tools (filter, retrieve, rank, explain); it cannot run without a catalog;
@@ -39,6 +40,7 @@ from agentdistill.tools.retrieval import make_lookup_tool, make_search_tool
 from agentdistill.trajectory import Recorder
 
 AGENTS = ("react", "codeact", "lag", "recbot", "cot", "reader")
+KB_TOOLS = "kb"  # tool_names value: the knowledge-base tools only (what react gets on question-answering suites)
 BASELINES = ("cot", "reader")  # one model call each: what an agent must beat on the same items and model
 BUILDERS: Mapping[str, Callable[..., CompiledStateGraph]] = {
     "react": build_react_graph,
@@ -206,10 +208,29 @@ def prompt_hash(name: str, options: Mapping[str, Any], prompts_dir: Path | None 
 
 
 def metric_options(name: str, metric: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    """`options` plus what follows from the suite's metric: cot words its prompt for math or short answers."""
+    """`options` plus what follows from the suite's metric: cot words its prompt for math or short answers;
+    react on a question-answering suite gets the knowledge-base tools only (offered `evaluate` and `simplify`
+    too, Qwen2.5-Coder-1.5B "compared album counts" with `len([1]) - len([2])` and answered with a polynomial)."""
     if name == "cot" and "task" not in options:
         return {**options, "task": "math" if metric == "math" else "qa"}
+    if name == "react" and metric != "math" and "tool_names" not in options:
+        return {**options, "tool_names": KB_TOOLS}
     return dict(options)
+
+
+def pick_tools(tools: Sequence[Tool], names: Any) -> list[Tool]:
+    """The tools named in `names` (a comma-separated string or a list), in that order; `--option tool_names=...`.
+
+    `kb` means the knowledge-base tools (search, lookup) when there are any, else all of `tools`."""
+    by_name = {tool.name: tool for tool in tools}
+    if names == KB_TOOLS:
+        kb = [by_name[n] for n in ("search", "lookup") if n in by_name]
+        return kb or list(tools)
+    wanted = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names or [])
+    unknown = [n for n in wanted if n not in by_name]
+    if unknown or not wanted:
+        raise ConfigError("tool_names", names, f"comma-separated names among {', '.join(by_name) or 'no tools'}")
+    return [by_name[n] for n in wanted]
 
 
 def check_agent(name: str) -> str:
@@ -260,6 +281,9 @@ def build_agent(
     if on_token is not None:
         model = StreamingModel(model, on_token)
     chosen = list(tools) if tools is not None else default_tools(name, kb, catalog)
+    if "tool_names" in options:
+        options = dict(options)
+        chosen = pick_tools(chosen, options.pop("tool_names"))
     common: dict[str, Any] = {"checkpointer": checkpointer, "recorder": recorder, "prompts_dir": prompts_dir}
     if max_steps is not None and name != "recbot":
         common["max_steps"] = max_steps

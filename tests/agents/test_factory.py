@@ -109,3 +109,28 @@ def test_streaming_adapter_leaves_multi_sample_calls_alone() -> None:
     model.generate([{"role": "user", "content": "q"}], n=2)
     assert streamed == []
     assert model.generate([{"role": "user", "content": "q"}])[0].text == "e f" and "".join(streamed) == "e f"
+
+
+def test_tool_names_pick_the_default_tools_and_a_qa_suite_gives_react_the_kb_only(home: Path) -> None:
+    from agentdistill.agents.factory import metric_options
+    from agentdistill.errors import ConfigError
+
+    kb = KnowledgeStore.create("t", home / "kb", embedder=HashingEmbedder(64))
+    kb.add([{"id": "c", "title": "Canberra", "text": "Canberra is the capital city of Australia."}], progress=False)
+    assert metric_options("react", "qa", {}) == {"tool_names": "kb"}
+    assert metric_options("react", "math", {}) == {}
+    assert metric_options("react", "qa", {"tool_names": "search,evaluate"}) == {"tool_names": "search,evaluate"}
+    model = ScriptedModel(["Final Answer: 4"])
+    build_agent("react", model, kb=kb, recorder=None, tool_names="lookup,evaluate", search_first=0).invoke(
+        {"question": "2+2?"}
+    )
+    tools_shown = model.history[0][0]["content"]
+    assert "lookup(" in tools_shown and "evaluate(" in tools_shown and "search(" not in tools_shown
+    with pytest.raises(ConfigError, match="tool_names.*among search, lookup, evaluate"):
+        build_agent("react", model, kb=kb, recorder=None, tool_names="search,web")
+    kb_only = ScriptedModel(["Final Answer: 4"])
+    build_agent("react", kb_only, kb=kb, recorder=None, tool_names="kb").invoke({"question": "2+2?"})
+    assert "search(" in kb_only.history[0][0]["content"] and "evaluate(" not in kb_only.history[0][0]["content"]
+    no_kb = ScriptedModel(["Final Answer: 4"])  # a QA suite without a KB: `kb` keeps the default tools
+    build_agent("react", no_kb, kb=None, recorder=None, tool_names="kb").invoke({"question": "2+2?"})
+    assert "evaluate(" in no_kb.history[0][0]["content"]

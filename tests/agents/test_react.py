@@ -13,10 +13,12 @@ from agentdistill.agents.common import EmptyQuestion
 from agentdistill.agents.react import (
     LAST_CALL_NOTE,
     REPEAT_NOTE,
+    SHORTENED_NOTE,
     STOP,
     FinalAnswer,
     ReactAction,
     build_react_graph,
+    fit_context,
     parse_react,
 )
 from agentdistill.agents.react_parse import to_tool_call
@@ -53,6 +55,7 @@ def store(home: Path) -> TrajectoryStore:
 
 
 def graph_for(model: ScriptedModel, store: TrajectoryStore, tools: list[Tool] | None = None, **kw):
+    kw.setdefault("search_first", 0)  # these tests script the first search themselves; test_search_first_* cover it
     return build_react_graph(model, tools or [search_over(CORPUS)], recorder=Recorder(store, agent="react"), **kw)
 
 
@@ -158,6 +161,64 @@ def test_the_last_call_note_comes_only_before_the_last_call_and_can_be_turned_of
     roomy = ScriptedModel([first, "Final Answer: Canberra"])
     graph_for(roomy, store, max_steps=8).invoke({"question": "q?"})
     assert LAST_CALL_NOTE not in roomy.history[1][-1]["content"]
+
+
+def test_search_first_opens_the_turn_with_a_search_on_the_question_at_no_model_call(store: TrajectoryStore) -> None:
+    corpus = {**CORPUS, "what is the capital of australia?": CORPUS["capital of australia"]}
+    model = ScriptedModel(["Thought: I now know the answer\nFinal Answer: Canberra"])
+    out = graph_for(model, store, [search_over(corpus)], search_first=4, max_steps=1).invoke(
+        {"question": "What is the capital of Australia?"}
+    )
+    assert (out["status"], out["answer"]) == ("ok", "Canberra")  # max_steps=1 left room: the search is no step
+    [run] = store.runs()
+    assert [s.kind for s in run.steps] == ["tool", "model"]
+    assert run.steps[0].tool_args == {"query": "What is the capital of Australia?", "k": 4}
+    [messages] = model.history
+    assert [m["role"] for m in messages] == ["system", "user"]  # under the question, not a turn put in its mouth
+    assert messages[1]["content"].startswith("Question: What is the capital of Australia?\n\nA search for the")
+    assert CORPUS["capital of australia"] in messages[1]["content"]
+
+
+def test_search_first_marks_the_model_repeating_it_and_skips_tools_without_k(store: TrajectoryStore) -> None:
+    def search(query: str) -> str:
+        """Search without a k argument, as a user's own tool may be."""
+        return "[1] Nothing useful."
+
+    again = 'Thought: search\nAction: search\nAction Input: {"query": "Who is \'X\'?"}'  # re-quoted: still a repeat
+    model = ScriptedModel([again, "Final Answer: none"])
+    graph_for(model, store, [Tool.from_function(search)], search_first=5).invoke({"question": 'Who is "X"?'})
+    assert store.runs()[0].steps[0].tool_args == {"query": 'Who is "X"?'}
+    assert REPEAT_NOTE in model.history[1][-1]["content"]
+
+
+def test_search_first_needs_a_search_tool_and_a_sane_k(store: TrajectoryStore) -> None:
+    model = ScriptedModel(["Final Answer: 4"])
+    graph_for(model, store, [Tool.from_function(boom)], search_first=5).invoke({"question": "2+2?"})
+    assert [s.kind for s in store.runs()[0].steps] == ["model"] and len(model.history[0]) == 2
+    with pytest.raises(ConfigError, match="search_first"):
+        graph_for(ScriptedModel([]), store, search_first=11)
+
+
+def test_a_long_conversation_shortens_its_oldest_observations_never_the_latest(store: TrajectoryStore) -> None:
+    messages = [{"role": "system", "content": "s" * 100}, {"role": "user", "content": "q"}]
+    for n in range(3):
+        messages += [{"role": "assistant", "content": f"Action {n}"}, {"role": "user", "content": f"{n}" * 3000}]
+    assert fit_context(messages, 20000) is messages
+    fitted = fit_context(messages, 7000)
+    assert [len(m["content"]) for m in fitted[3::2]] == [400 + len(SHORTENED_NOTE), 3000, 3000]  # one was enough
+    assert fitted[3]["content"].endswith(SHORTENED_NOTE) and messages[3]["content"] == "0" * 3000  # not mutated
+    tight = fit_context(messages, 1000)  # cannot fit: everything but the latest observation is shortened
+    assert [len(m["content"]) for m in tight[3::2]] == [400 + len(SHORTENED_NOTE)] * 2 + [3000]
+    long_corpus = {"a": "[1] " + "A" * 2900, "b": "[1] " + "B" * 2900}
+    model = ScriptedModel([
+        'Action: search\nAction Input: {"query": "a"}', 'Action: search\nAction Input: {"query": "b"}',
+        "Final Answer: done",
+    ])  # fmt: skip
+    graph_for(model, store, [search_over(long_corpus)], context_chars=5000).invoke({"question": "q?"})
+    last_call = model.history[2]
+    assert last_call[3]["content"].endswith(SHORTENED_NOTE) and "B" * 2900 in last_call[5]["content"]
+    with pytest.raises(ConfigError, match="context_chars"):
+        graph_for(ScriptedModel([]), store, context_chars=10)
 
 
 def test_max_steps_keeps_a_final_answer_written_after_an_action_as_best_guess(store: TrajectoryStore) -> None:

@@ -35,7 +35,9 @@ def test_native_calls_run_the_tool_and_record_react_text(tmp_path):
     tools = [Tool.from_function(search)]
     with FakeOpenAIServer(teacher) as srv, TrajectoryStore.open(tmp_path / "t.db") as store:
         model = make_chat_model("openai:fake-model", ModelOptions(base_url=srv.base_url, max_retries=0))
-        graph = build_react_graph(model, tools, recorder=Recorder(store, agent="react"), tool_calling="native")
+        graph = build_react_graph(
+            model, tools, recorder=Recorder(store, agent="react"), tool_calling="native", search_first=0
+        )  # the script starts with its own search call
         out = graph.invoke({"question": "What is the capital of Australia?"})
         requests = srv.chat_requests
         run = store.get(out["run_id"])

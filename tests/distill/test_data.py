@@ -64,11 +64,14 @@ def store(home: Path) -> TrajectoryStore:
 
 
 def react_run(store: TrajectoryStore, question: str, replies: list[str], *, score: float | None = 1.0,
-              max_steps: int = 6, suite: str | None = "toy", spec: str = "scripted:teacher") -> Run:  # fmt: skip
-    """Run the real ReAct graph with a scripted model; the run is recorded exactly as a teacher's would be."""
+              max_steps: int = 6, suite: str | None = "toy", spec: str = "scripted:teacher",
+              search_first: int = 0) -> Run:  # fmt: skip
+    """Run the real ReAct graph with a scripted model; the run is recorded exactly as a teacher's would be.
+
+    The graph's opening search is off unless asked for, so turn indices below count the model's turns only."""
     graph = build_react_graph(
         ScriptedModel(replies, spec=spec), [Tool.from_function(search)], max_steps=max_steps,
-        recorder=Recorder(store, agent="react"),
+        recorder=Recorder(store, agent="react"), search_first=search_first,
     )  # fmt: skip
     out = graph.invoke({"question": question})
     if score is not None:
@@ -220,6 +223,15 @@ def test_growing_react_steps_merge_into_one_conversation(store: TrajectoryStore)
     assert [example.messages[i]["content"] for i in example.train_turns] == replies
     assert example.meta["steps"] == [s.index for s in model_steps] and example.question == run.question
     assert example.model == "scripted:teacher" and example.label == "positive"
+
+
+def test_the_graphs_opening_search_is_context_never_a_trained_turn(store: TrajectoryStore) -> None:
+    replies = [ACT.format(q="population"), "Thought: done\nFinal Answer: 467,000"]
+    run = react_run(store, "How many live in the capital?", replies, search_first=3)
+    [example] = examples_from_runs([run])
+    # system, then the question with the graph's search under it, then the model's own turns
+    assert "Passage about How many live" in example.messages[1]["content"] and example.train_turns == (2, 4)
+    assert [example.messages[i]["content"] for i in example.train_turns] == replies
 
 
 def manual_run(store: TrajectoryStore, steps: list[Step], *, question: str = "Q?") -> Run:

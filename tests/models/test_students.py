@@ -10,7 +10,7 @@ import pytest
 from agentdistill.errors import ModelNotFound, ModelUnavailable
 from agentdistill.models import ModelOptions, make_chat_model, user
 from agentdistill.models.packaged import find_packaged, is_installed
-from agentdistill.models.students import load_student, packaged_students
+from agentdistill.models.students import find_student, load_student, packaged_students
 
 
 def card(folder: Path, **fields) -> Path:
@@ -67,3 +67,23 @@ def test_every_shipped_student_loads_and_answers(shipped: str) -> None:
     model = make_chat_model(f"student:{shipped}", ModelOptions(threads=2))
     [reply] = model.generate([user("What is 2 + 3?")], max_tokens=8)
     assert reply.usage.completion_tokens >= 1
+
+
+@pytest.mark.integration
+def test_the_shipped_gsm8k_student_solves_a_word_problem_in_its_codeact_graph(tmp_path: Path, home: Path) -> None:
+    from agentdistill.agents.factory import build_agent
+    from agentdistill.memory.trajectories import TrajectoryStore
+    from agentdistill.trajectory import Recorder
+
+    if find_student("codeact-gsm8k-05b") is None:
+        pytest.skip("the GSM8K student is not shipped in this checkout")
+    if not is_installed(find_packaged("qwen2.5-coder-0.5b"))[0]:
+        pytest.skip("packaged Qwen2.5-Coder-0.5B not installed")
+    model = make_chat_model("student:codeact-gsm8k-05b", ModelOptions(threads=2))
+    with TrajectoryStore.open(tmp_path / "t.db") as store:
+        graph = build_agent("codeact", model, kb=None, recorder=Recorder(store, agent="codeact"), max_steps=4)
+        out = graph.invoke({"question": "Tom has 12 apples and buys 30 more. How many apples does he have now?"})
+        assert (out["status"], out["answer"]) == ("ok", "42")
+        steps = store.get(out["run_id"]).steps
+        assert {s.model for s in steps if s.kind == "model"} == {"student:codeact-gsm8k-05b"}
+        assert any(s.kind == "tool" for s in steps)  # it computed the answer in the sandbox, as its teacher does
