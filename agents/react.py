@@ -6,12 +6,12 @@ cut generation at "Observation:", so the model never reads an observation it inv
 the model can act on; a bug of ours raises. `tool_calling="native"` lets an `openai:` model choose tools
 through the API instead (react_native.py); its calls are rendered back into the text protocol, so the
 graph and the recorded trajectories are the same and a student can still replace its teacher.
+(Over 200 lines: its nodes share one closure of tools, recorder and templates; observation helpers live in
+react_context.py.)
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypedDict
@@ -22,6 +22,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from agentdistill.agents.common import Status, check_question, load_prompt, max_steps_message
+from agentdistill.agents.react_context import CONTEXT_CHARS, SHORTENED_NOTE, action_key, clip, fit_context
 from agentdistill.agents.react_native import NativeToolModel
 from agentdistill.agents.react_parse import FinalAnswer, ReactAction, parse_react, to_tool_call
 from agentdistill.errors import ConfigError
@@ -44,12 +45,6 @@ __all__ = [
 ]
 
 STOP = ["\nObservation:", "Observation:"]  # small models invent observations; cut generation there
-OBSERVATION_LIMIT = 3000  # characters of a tool result shown to the model; small contexts fill fast
-# A turn's conversation is kept under this many characters (~3k tokens: a 4096-token context less the reply):
-# six 3000-character observations overflowed llama-server's context on 2 of 20 HotpotQA runs, which then failed.
-CONTEXT_CHARS = 11000
-SHORTENED_CHARS = 400  # what an older observation keeps when the conversation must shrink
-SHORTENED_NOTE = " ...(shortened to fit the context)"
 # Small models repeat an action word for word until max_steps; the note tells them (Qwen-0.5B often ignores it).
 REPEAT_NOTE = "(You already ran this exact action in this question: use its result, try another input, or answer.)"
 # Said before the last allowed call: without it, half of Qwen-1.5B's HotpotQA runs spent the budget searching
@@ -105,7 +100,7 @@ def build_react_graph(
     now (within max_steps, not an extra call). `search_first=k` opens every turn with `search(question, k)` run by
     the graph, its passages shown under the question (no model call spent; off by default and when there is no
     `search` tool): it makes react answer like the one-call reader in ~1.2 calls, but on HotpotQA with
-    Qwen2.5-Coder-1.5B it scored below that reader (F1 0.378 vs 0.480 on 75 items), so it stays an option.
+    Qwen2.5-Coder-1.5B it scored below that reader (F1 0.385 vs 0.485 on 77 items), so it stays an option.
     When the conversation passes `context_chars`, the oldest observations (never the latest) are shortened.
     With a checkpointer, each `invoke({"question": q}, config={"configurable": {"thread_id": t}})` is a new turn
     (a new recorded run) that sees the thread's earlier questions and answers.
@@ -150,7 +145,7 @@ def build_react_graph(
         # it (the whole question as the query) five times over instead of looking for the missing fact.
         messages = list(state["messages"])
         # Not clipped to OBSERVATION_LIMIT: five passages run past it, and the one-call reader reads them whole.
-        found = first_search_template.format(passages=_clip(result.text, context_chars // 2)).strip()
+        found = first_search_template.format(passages=clip(result.text, context_chars // 2)).strip()
         messages[-1] = user(f"{messages[-1]['content']}\n\n{found}")
         return {"messages": messages, "done_actions": [action_key(call.name, call.args)]}
 
@@ -177,7 +172,7 @@ def build_react_graph(
     def act(state: ReactState) -> dict[str, Any]:
         action, done = state["action"] or {}, list(state.get("done_actions") or [])
         if "fault" in action:  # already recorded on the model step as a parse_error
-            observation = _clip(run_tool(by_name, ParseFault(action["fault"])).text)
+            observation = clip(run_tool(by_name, ParseFault(action["fault"])).text)
         else:
             call = to_tool_call(action["tool"], action["args"], by_name)
             try:
@@ -188,7 +183,7 @@ def build_react_graph(
             recorder.tool(call.name, call.args, observation, error=StepError(kind, observation) if kind else None)
             key = action_key(call.name, call.args)
             note = f"\n{REPEAT_NOTE}" if key in done else ""
-            observation, done = _clip(observation) + note, [*done, key]
+            observation, done = clip(observation) + note, [*done, key]
         if last_call_note and state["steps"] + 1 == max_steps:
             observation += f"\n{LAST_CALL_NOTE}"
         # Clipped once, before the notes: clipping again would cut them off a long result.
@@ -229,35 +224,3 @@ def build_react_graph(
     graph.add_edge("finish", END)
     # one superstep per model call, plus start, first_search and finish: the default limit (25) would cut long runs.
     return graph.compile(checkpointer=checkpointer).with_config(recursion_limit=max_steps + 11)
-
-
-def action_key(tool: str, args: Mapping[str, Any]) -> str:
-    """What makes two tool calls the same action: the tool and its arguments, with text compared by its words
-    (case and punctuation aside), so re-quoting the same query still counts as a repeat."""
-    words = {k: " ".join(re.findall(r"\w+", v.lower())) if isinstance(v, str) else v for k, v in args.items()}
-    return json.dumps([tool, words], sort_keys=True, default=str)
-
-
-def fit_context(messages: list[Message], budget: int) -> list[Message]:
-    """`messages` with the oldest observations shortened, oldest first, until they fit `budget` characters.
-
-    The system prompt, the question, the model's own turns and the latest observation stay whole, so the model
-    keeps its plan and what it just read; a conversation that cannot fit is returned as short as it gets."""
-    size = sum(len(m["content"]) for m in messages)
-    if size <= budget:
-        return messages
-    fitted = list(messages)
-    observations = [i for i, m in enumerate(fitted) if i >= 2 and m["role"] == "user"][:-1]
-    for i in observations:
-        text = fitted[i]["content"]
-        if len(text) > SHORTENED_CHARS + len(SHORTENED_NOTE) and not text.endswith(SHORTENED_NOTE):
-            short = text[:SHORTENED_CHARS] + SHORTENED_NOTE
-            fitted[i] = {**fitted[i], "content": short}
-            size -= len(text) - len(short)
-        if size <= budget:
-            break
-    return fitted
-
-
-def _clip(text: str, limit: int = OBSERVATION_LIMIT) -> str:
-    return text if len(text) <= limit else text[:limit] + " ...(truncated)"

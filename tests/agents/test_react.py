@@ -371,7 +371,7 @@ def test_deeply_nested_json_in_a_reply_is_a_parse_error_the_model_sees(store: Tr
 
 
 def test_the_repeat_note_survives_a_long_observation(store: TrajectoryStore) -> None:
-    from agentdistill.agents.react import OBSERVATION_LIMIT
+    from agentdistill.agents.react_context import OBSERVATION_LIMIT
 
     action = 'Thought: again\nAction: search\nAction Input: {"query": "long"}'
     model = ScriptedModel([action, action, "Final Answer: done"])
