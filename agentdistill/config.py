@@ -46,6 +46,11 @@ class Settings:
     # USD per 1M tokens as [input, output], keyed by model spec or a glob ("openai:gpt-4o*"); `[prices]` in TOML.
     prices: Mapping[str, Sequence[float]] = field(default_factory=dict)
 
+    @property
+    def torch_device(self) -> str | None:
+        """The device for torch-based parts (embedders, transformers), None when auto lets each one choose."""
+        return None if self.device == "auto" else self.device
+
     def __post_init__(self) -> None:
         if self.device != "auto" and self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError("device", self.device, "auto, cpu, cuda or cuda:N")

@@ -18,8 +18,8 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 
 from agentdistill.agents.factory import build_agent
-from agentdistill.commands.chat import agent_sources
 from agentdistill.config import load_settings
+from agentdistill.memory.agent_sources import agent_sources
 from agentdistill.memory.trajectories import TrajectoryStore
 from agentdistill.models import make_chat_model
 from agentdistill.trajectory import Recorder

@@ -13,12 +13,9 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from agentdistill.models.base import ChatModel, Completion, Message, TokenCallback
-
-if TYPE_CHECKING:
-    from agentdistill.memory.trajectories import TrajectoryStore
 
 SCHEMA_VERSION = 1
 RunStatus = Literal["running", "ok", "max_steps", "error"]
@@ -139,6 +136,22 @@ def error_kind(exc: BaseException) -> str:
     return str(getattr(exc, "kind", None) or type(exc).__name__)
 
 
+class TrajectorySink(Protocol):
+    """Where a Recorder writes: memory's TrajectoryStore is one. Declared here so core never imports memory."""
+
+    def start_run(self, run: Run) -> None: ...
+
+    def append_step(self, step: Step) -> None: ...
+
+    def finish_run(
+        self, run_id: str, *, status: RunStatus, answer: str | None, error: StepError | None = None
+    ) -> None: ...
+
+    def annotate_last_model_step(
+        self, run_id: str, *, parsed: Mapping[str, Any] | None, error: StepError | None
+    ) -> None: ...
+
+
 @dataclass(frozen=True)
 class _Cursor:
     run_id: str
@@ -146,14 +159,14 @@ class _Cursor:
 
 
 class Recorder:
-    """Records runs into a TrajectoryStore. A graph wraps its model once and wraps each node once.
+    """Records runs into a TrajectorySink (a TrajectoryStore). A graph wraps its model once and wraps each node once.
 
     The current run is carried in a context variable that `node()` sets from `state["run_id"]` for the
     duration of the node, so concurrent runs through one graph never mix their steps. With `store=None`
     nothing is written (a graph built without recording still calls the same code).
     """
 
-    def __init__(self, store: TrajectoryStore | None, *, agent: str, meta: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, store: TrajectorySink | None, *, agent: str, meta: Mapping[str, Any] | None = None) -> None:
         self.store = store
         self.agent = agent
         self.meta = dict(meta or {})

@@ -11,6 +11,7 @@ Host tools (KB search, ...) are callable from the code over the sandbox's RPC. O
   dropped; the rest vote on their outcome. Each candidate runs in a fork of the session made by replaying
   the run's cells in a fresh worker; the winner's fork becomes the run's session, so no cell runs twice.
 """
+# over 200 lines: its nodes share one closure of sandbox, tools and recorder; parsing and SAG are in codeact_parse
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from agentdistill.agents.exemplars import ExemplarBank, exemplar_turns
 from agentdistill.errors import ConfigError
 from agentdistill.models.base import ChatModel, Message, assistant, user
 from agentdistill.tools.base import Tool
-from agentdistill.tools.python_sandbox import PythonSandbox
+from agentdistill.tools.sandbox import PythonSandbox
 from agentdistill.trajectory import Recorder, StepError
 
 __all__ = ["STOP", "CodeActState", "FirstThought", "SAGConfig", "build_codeact_graph"]

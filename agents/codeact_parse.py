@@ -16,8 +16,8 @@ from typing import Any
 from agentdistill.agents.common import load_prompt
 from agentdistill.errors import ConfigError
 from agentdistill.models.base import ChatModel, Completion, Message, system, user
-from agentdistill.tools.base import ParseFault, Tool, render_tools
-from agentdistill.tools.python_sandbox import CodeResult, PythonSandbox, SandboxSession
+from agentdistill.tools.base import ParseFault, Tool, call_tool, render_tools
+from agentdistill.tools.sandbox import CodeResult, PythonSandbox, SandboxSession
 from agentdistill.trajectory import StepError
 
 ToolCallLog = list[tuple[str, dict[str, Any], str, StepError | None]]  # (tool, args, text, error) per call
@@ -286,11 +286,9 @@ class SessionPool:
 
     def _guard(self, tool: Tool) -> Tool:
         def call(**kwargs: Any) -> str:
-            try:
-                text, error = tool.fn(**kwargs), None
-            except Exception as exc:  # a tool that raises is reported to the model, not the user
-                text = f"Error: tool {tool.name!r} failed: {type(exc).__name__}: {exc}"
-                error = StepError("tool_exception", text)
+            result = call_tool(tool, kwargs, report_exceptions=True)
+            text = result.text
+            error = StepError("tool_exception", text) if result.error_kind == "tool_exception" else None
             calls = self._log.get()
             if calls is not None:  # None while replaying cells into a fork: those calls were recorded already
                 calls.append((tool.name, dict(kwargs), text, error))

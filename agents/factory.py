@@ -30,13 +30,14 @@ from agentdistill.agents.react import build_react_graph
 from agentdistill.agents.reader import build_reader_graph
 from agentdistill.agents.recbot import build_recbot_graph
 from agentdistill.errors import AgentDistillError, ConfigError
+from agentdistill.memory.catalog import Catalog
 from agentdistill.memory.knowledge import KnowledgeStore
 from agentdistill.models.base import ChatModel, Completion, Message, TokenCallback
 from agentdistill.tools.base import Tool
-from agentdistill.tools.catalog import Catalog, make_catalog_tools
+from agentdistill.tools.catalog import make_catalog_tools
 from agentdistill.tools.math import make_math_tools
-from agentdistill.tools.python_sandbox import PythonSandbox, SandboxConfig
 from agentdistill.tools.retrieval import make_lookup_tool, make_search_tool
+from agentdistill.tools.sandbox import PythonSandbox, SandboxConfig
 from agentdistill.trajectory import Recorder
 
 AGENTS = ("react", "codeact", "lag", "recbot", "cot", "reader")

@@ -9,6 +9,7 @@ original question's own top passages with the facts found so far, as the `reader
 that lost its way on an answerable question still answers.
 The chain of sub-questions, rewrites, passages and answers is returned and recorded as a `lag_chain` event.
 """
+# over 200 lines: decompose, resolve and synthesise share one closure of model, tools and recorder (plans: lag_plan)
 
 from __future__ import annotations
 
@@ -150,15 +151,10 @@ def build_lag_graph(
 
     def retrieve(query: str, top: int = k) -> str:
         call = ToolCall("search", {"query": query, **({"k": top} if search_takes_k else {})})
-        try:
-            result = run_tool(by_name, call)
-        except Exception as exc:  # a tool that raises is reported to the model, not the user
-            observation, error = f"Error: tool search failed: {exc}", StepError("tool_exception", str(exc))
-        else:
-            observation = result.text
-            error = StepError(result.error_kind, result.text) if result.error_kind else None
-        recorder.tool(call.name, call.args, observation, error=error)
-        return observation
+        result = run_tool(by_name, call, report_exceptions=True)
+        error = StepError(result.error_kind, result.text) if result.error_kind else None
+        recorder.tool(call.name, call.args, result.text, error=error)
+        return result.text
 
     def resolve(state: LagState) -> dict[str, Any]:
         steps, chain = state["steps"], list(state["chain"])

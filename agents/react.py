@@ -6,9 +6,8 @@ cut generation at "Observation:", so the model never reads an observation it inv
 the model can act on; a bug of ours raises. `tool_calling="native"` lets an `openai:` model choose tools
 through the API instead (react_native.py); its calls are rendered back into the text protocol, so the
 graph and the recorded trajectories are the same and a student can still replace its teacher.
-(Over 200 lines: its nodes share one closure of tools, recorder and templates; observation helpers live in
-react_context.py.)
 """
+# over 200 lines: its nodes share one closure of tools, recorder and templates; observation helpers: react_context
 
 from __future__ import annotations
 
@@ -175,11 +174,8 @@ def build_react_graph(
             observation = clip(run_tool(by_name, ParseFault(action["fault"])).text)
         else:
             call = to_tool_call(action["tool"], action["args"], by_name)
-            try:
-                result = run_tool(by_name, call)
-                observation, kind = result.text, result.error_kind
-            except Exception as exc:  # a tool that raises is reported to the model, not the user
-                observation, kind = f"Error: tool {call.name!r} failed: {type(exc).__name__}: {exc}", "tool_exception"
+            result = run_tool(by_name, call, report_exceptions=True)
+            observation, kind = result.text, result.error_kind
             recorder.tool(call.name, call.args, observation, error=StepError(kind, observation) if kind else None)
             key = action_key(call.name, call.args)
             note = f"\n{REPEAT_NOTE}" if key in done else ""

@@ -8,6 +8,7 @@ and the responder introduces the picks. The list of picks and their reasons is w
 `explain()`, so a small model cannot cite a title that was not recommended. The three model roles
 (parser, planner, responder) are recorded separately, so each can be distilled.
 """
+# over 200 lines: parser, planner and responder share one closure; schema and plans: recbot_schema, recbot_plan
 
 from __future__ import annotations
 
@@ -33,9 +34,9 @@ from agentdistill.agents.recbot_plan import (
 )
 from agentdistill.agents.recbot_schema import Preference, PreferenceParseError, parse_preference
 from agentdistill.errors import ConfigError
+from agentdistill.memory.catalog import Catalog, CatalogItemNotFound
 from agentdistill.models.base import ChatModel, Message, assistant, user
 from agentdistill.tools.base import Tool
-from agentdistill.tools.catalog import Catalog, CatalogItemNotFound
 from agentdistill.trajectory import Recorder, StepError
 
 JSON_STOP = ["\n\n", "\nUser:", "\nCurrent preference:", "\nPreference:"]  # one JSON line; small models go on

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from agentdistill.agents.common import json_values
 from agentdistill.agents.recbot_schema import LIST_FIELDS, NUMBER_FIELDS, Preference
 from agentdistill.errors import AgentDistillError
-from agentdistill.tools.catalog import Catalog, CatalogItem, CatalogQuery, explain, rank
+from agentdistill.memory.catalog import Catalog, CatalogItem, CatalogQuery, explain, rank
 
 STEP_TOOLS = ("filter", "retrieve", "rank", "explain")
 SOURCES = ("filter", "retrieve")  # steps that produce candidates; rank needs one before it

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agentdistill.agents.common import json_values
 from agentdistill.errors import AgentDistillError
-from agentdistill.tools.catalog_types import CatalogQuery, Vocabulary  # light: no SQLite or FAISS at import
+from agentdistill.memory.catalog import CatalogQuery, Vocabulary
 
 LIST_FIELDS = (
     "genres",

@@ -20,9 +20,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from agentdistill.memory.catalog import CatalogItem, import_catalog
 from agentdistill.paths import atomic_write
-from agentdistill.tools.catalog_import import import_catalog
-from agentdistill.tools.catalog_types import CatalogItem
 
 SIZE = 1500  # titles shipped: ~1 MB, embeds in well under a minute on a laptop CPU
 SEED = "netflix-catalog-v1"  # changing it changes which titles are shipped

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from agentdistill.benchmarks import plots
-from agentdistill.benchmarks.report import wilson_interval
+from agentdistill.benchmarks.report_stats import wilson_interval
 
 RUNS = (  # label, accuracy, tokens per item, median latency
     ("teacher local:qwen2.5-coder-1.5b", 0.47, 1641, 29.2),

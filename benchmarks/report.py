@@ -2,107 +2,31 @@
 
 Both only read: a run directory is opened without repair, so a report can be made while the runner is still
 writing (a torn last line is skipped) and never changes what a later `--resume` sees. Every figure comes from
-`runner.summarize`, so the report, the JSON and `bench run`'s closing line agree.
+`report_stats`, so the report, the JSON and `bench run`'s closing line agree; `report_text` writes the markdown.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from agentdistill.benchmarks import plots
+from agentdistill.benchmarks.report_stats import breakdown, paired_counts, summary_dict, wilson_interval
+from agentdistill.benchmarks.report_text import compare_md, report_md
 from agentdistill.benchmarks.results import ItemResult, RunDir
-from agentdistill.benchmarks.runner import RunSummary, summarize
-from agentdistill.benchmarks.suites.rec_metrics import REC_ROWS, rec_summary, transcripts
+from agentdistill.benchmarks.suites.rec_metrics import transcripts
 from agentdistill.errors import AgentDistillError
 from agentdistill.paths import atomic_write
 
 FORMAT_VERSION = 1
-BREAKDOWN_KEYS = ("type", "level", "hops")  # item meta fields worth splitting accuracy by
 STATUSES = ("ok", "max_steps", "error", "timeout")
 SLOWEST, WRONG_SAMPLE = 10, 10
-TRANSCRIPTS = 10  # simulated sessions printed turn by turn in report.md (all are in report.json)
-_Z95 = 1.959963984540054
-
-# (label, summary key, format) for the summary table in markdown, on the terminal and in compare tables.
-ROWS: tuple[tuple[str, str, str], ...] = (
-    ("n", "n", "int"),
-    ("accuracy", "accuracy", "acc"),
-    ("EM", "em", "f3"),
-    ("F1", "f1", "f3"),
-    ("errors", "errors", "int"),
-    ("timeouts", "timeouts", "int"),
-    ("max_steps rate", "max_steps_rate", "pct"),
-    ("steps mean", "steps_mean", "f2"),
-    ("tokens mean", "tokens_mean", "f0"),
-    ("latency p50", "latency_p50", "sec"),
-    ("latency p95", "latency_p95", "sec"),
-    ("cost", "cost_usd", "usd"),
-)
 
 
 class ReportError(AgentDistillError):
     """A report cannot be made from what was given (e.g. a compare with fewer than two runs)."""
-
-
-def wilson_interval(correct: int, n: int, z: float = _Z95) -> tuple[float, float] | None:
-    """95% interval on an accuracy; unlike p ± z·se it stays inside [0, 1] and is honest at 0/n and n/n."""
-    if n <= 0:
-        return None
-    p = correct / n
-    centre = p + z * z / (2 * n)
-    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    scale = 1 + z * z / n
-    # rounding can put a bound a hair past p at 0/n or n/n (3e-17 above 0): that would be a negative error bar
-    return max(0.0, min(p, (centre - spread) / scale)), min(1.0, max(p, (centre + spread) / scale))
-
-
-def mcnemar_exact(only_a: int, only_b: int) -> float:
-    """Two-sided exact McNemar p-value: under "no difference" each discordant item is a fair coin flip."""
-    n = only_a + only_b
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1))
-    return min(1.0, 2 * tail / 2**n)  # exact big-int division: no overflow at thousands of items
-
-
-def summary_dict(results: Sequence[ItemResult]) -> dict[str, Any]:
-    """`summarize` plus the Wilson interval on accuracy (and the recommendation figures of rec runs), JSON-ready."""
-    summary: RunSummary = summarize(results)
-    ci = wilson_interval(summary.correct, summary.n)
-    return {**summary.as_dict(), **rec_summary(results), "accuracy_ci95": None if ci is None else [ci[0], ci[1]]}
-
-
-def format_value(summary: Mapping[str, Any], key: str, kind: str) -> str:
-    """One cell of a summary table; "—" where a run has no finished items to measure."""
-    value = summary.get(key)
-    if value is None or (summary.get("n") == 0 and key != "n"):
-        return "—"
-    if kind == "int":
-        return str(int(value))
-    if kind == "acc":
-        ci = summary.get("accuracy_ci95")
-        return f"{value:.1%}" + (f" [{ci[0]:.1%}, {ci[1]:.1%}]" if ci else "")
-    if kind == "pct":
-        return f"{value:.1%}"
-    if kind == "sec":
-        return f"{value:.2f} s"
-    if kind == "usd":
-        return f"${value:.4f}"
-    return f"{value:.{int(kind[1])}f}"
-
-
-def summary_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
-    return [(label, format_value(summary, key, kind)) for label, key, kind in _rows([summary])]
-
-
-def _rows(summaries: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, str, str], ...]:
-    """ROWS, plus the recommendation rows when any of the runs is a recommendation run."""
-    return ROWS + REC_ROWS if any("violation_rate" in s for s in summaries) else ROWS
 
 
 def write_report(run_dir: Path, out_dir: Path | None = None) -> Path:
@@ -128,7 +52,7 @@ def write_report(run_dir: Path, out_dir: Path | None = None) -> Path:
         json.dump(data, f, indent=2, ensure_ascii=False)
     path = out / "report.md"
     with atomic_write(path) as f:
-        f.write(_report_md(data))
+        f.write(report_md(data))
     return path
 
 
@@ -160,7 +84,7 @@ def compare_runs(run_dirs: Sequence[Path], out_dir: Path) -> Path:
             f"runs are on different suites ({', '.join(suites)}): each is measured on its own items, "
             "so differences mix model quality with question difficulty."
         )
-    paired = _paired(compared[0], compared[1]) if shared and len(runs) == 2 else None
+    paired = paired_counts(compared[0], compared[1]) if shared and len(runs) == 2 else None
     data: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "runs": [
@@ -180,39 +104,8 @@ def compare_runs(run_dirs: Sequence[Path], out_dir: Path) -> Path:
         json.dump(data, f, indent=2, ensure_ascii=False)
     path = out / "compare.md"
     with atomic_write(path) as f:
-        f.write(_compare_md(data))
+        f.write(compare_md(data))
     return path
-
-
-def compare_rows(data: Mapping[str, Any]) -> list[list[str]]:
-    """The side-by-side table of a compare.json: one row per figure, one column per run."""
-    compared = data["compared"]
-    rows = [[label, *(format_value(s, key, kind) for s in compared)] for label, key, kind in _rows(compared)]
-    if data["same_suite"]:
-        rows.append(["n (all finished)", *(str(s["n"]) for s in data["full"])])
-        rows.append(["accuracy (all finished)", *(format_value(s, "accuracy", "acc") for s in data["full"])])
-    return rows
-
-
-def breakdown(results: Sequence[ItemResult]) -> dict[str, dict[str, dict[str, Any]]]:
-    """Accuracy per value of each meta field in BREAKDOWN_KEYS that the items carry (question type, level, hops)."""
-    out: dict[str, dict[str, dict[str, Any]]] = {}
-    for key in BREAKDOWN_KEYS:
-        groups: dict[str, list[ItemResult]] = {}
-        for r in results:
-            if r.meta.get(key) is not None:
-                groups.setdefault(str(r.meta[key]), []).append(r)
-        if groups:
-            out[key] = {
-                value: {
-                    "n": len(g),
-                    "correct": sum(r.correct for r in g),
-                    "accuracy": sum(r.correct for r in g) / len(g),
-                    "f1": sum(float(r.metrics.get("f1", 0.0)) for r in g) / len(g),
-                }
-                for value, g in sorted(groups.items(), key=lambda kv: _natural(kv[0]))
-            }
-    return out
 
 
 def _in_spec_order(run: RunDir) -> list[ItemResult]:
@@ -240,18 +133,6 @@ def _brief(r: ItemResult, *, answers: bool = False) -> dict[str, Any]:
     if answers:
         row.update(answer=r.answer, gold=list(r.gold), f1=float(r.metrics.get("f1", 0.0)), error=r.error)
     return row
-
-
-def _paired(a: Sequence[ItemResult], b: Sequence[ItemResult]) -> dict[str, Any]:
-    right_b = {r.item_id: r.correct for r in b}
-    pairs = [(r.correct, right_b[r.item_id]) for r in a]
-    counts = {
-        "both_right": sum(x and y for x, y in pairs),
-        "only_a": sum(x and not y for x, y in pairs),
-        "only_b": sum(y and not x for x, y in pairs),
-        "both_wrong": sum(not x and not y for x, y in pairs),
-    }
-    return {**counts, "n": len(pairs), "mcnemar_p": mcnemar_exact(counts["only_a"], counts["only_b"])}
 
 
 def _point(label: str, s: Mapping[str, Any]) -> plots.RunPoint:
@@ -310,135 +191,6 @@ def _compare_plots(out: Path, names: Sequence[str], data: Mapping[str, Any]) -> 
     return made
 
 
-def _report_md(data: Mapping[str, Any]) -> str:
-    spec, s = data["run"]["spec"], data["summary"]
-    lines = [f"# Benchmark report: {data['run']['name']}", ""]
-    created = dt.datetime.fromtimestamp(spec["created_at"], tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    for key, value in (
-        ("suite", spec["suite"]),
-        ("agent", spec["agent"]),
-        ("model", spec["model"]),
-        ("items", f"{data['finished']} finished of {data['planned']} planned"),
-        ("seed", spec["seed"]),
-        ("max_steps", spec["max_steps"]),
-        ("options", json.dumps(spec["options"])),
-        ("label", spec["label"]),
-        ("created", created),
-        ("run dir", data["run"]["path"]),
-    ):
-        lines.append(f"- **{key}**: `{value}`")
-    if not data["finished"]:
-        lines += [
-            "",
-            f"**No finished items yet** ({data['planned']} planned): nothing to report. Continue the run "
-            f"with `agentdistill bench run --resume --run-dir {data['run']['path']}`.",
-            "",
-        ]
-        return "\n".join(lines)
-    lines += ["", "## Summary", "", *_md_table(["metric", "value"], summary_rows(s))]
-    lines += ["", "## Status", "", *_md_table(["status", "items"], list(data["status_counts"].items()))]
-    for key, groups in data["breakdown"].items():
-        rows = [(v, g["n"], f"{g['accuracy']:.1%}", f"{g['f1']:.3f}") for v, g in groups.items()]
-        lines += ["", f"## By {key}", "", *_md_table([key, "n", "accuracy", "F1"], rows)]
-    lines += _rec_md(s, data["transcripts"])
-    lines += ["", "## Plots", ""] + [f"![{k}]({v})" for k, v in data["plots"].items()]
-    rows = [(r["item_id"], f"{r['latency_s']:.2f}", r["status"], r["steps"], r["tokens"]) for r in data["slowest"]]
-    lines += [
-        "",
-        f"## {len(rows)} slowest items",
-        "",
-        *_md_table(["item", "latency s", "status", "steps", "tokens"], rows),
-    ]
-    rows = [(r["item_id"], r["status"], r["error"] or r["answer"], " / ".join(r["gold"])) for r in data["wrong_sample"]]
-    if rows:
-        lines += [
-            "",
-            f"## Wrong answers (first {len(rows)})",
-            "",
-            *_md_table(["item", "status", "answer", "gold"], rows),
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def _rec_md(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Recommendation runs: hit@k by turn and the sessions, or the responses to the real requests."""
-    if not rows:
-        return []
-    lines: list[str] = []
-    if summary.get("hit_by_turn"):
-        by_turn = [(t, f"{v:.1%}") for t, v in summary["hit_by_turn"].items()]
-        lines += ["", "## Hit@k by turn", "", *_md_table(["turn", "sessions with a hit so far"], by_turn)]
-        table = [(r["item_id"], r["target"], r["status"], next((t["turn"] for t in r["turns"] if t["hit"]), "—"),
-                  len(r["turns"]), sum(t["violating"] for t in r["turns"])) for r in rows]  # fmt: skip
-        lines += ["", "## Sessions", "", *_md_table(["session", "target", "status", "hit turn", "turns", "violating"],
-                                                     table)]  # fmt: skip
-        lines += ["", f"## Transcripts (first {min(TRANSCRIPTS, len(rows))})"]
-        for r in rows[:TRANSCRIPTS]:
-            lines += ["", f"### {r['item_id']}: {r['target']}", ""]
-            for t in r["turns"]:
-                picks = "; ".join(t["recommended"]) or ("(asked to clarify)" if t["clarification"] else "(nothing)")
-                mark = " **hit**" if t["hit"] else ""
-                lines.append(f"{t['turn']}. user ({t['act']}): {t['user']}  \n   recommended: {picks}{mark}")
-            if r["error"]:
-                lines.append(f"   error: {r['error']}")
-        return lines
-    lines += ["", f"## Responses ({len(rows)} requests)", ""]
-    for r in rows:
-        answer = " ".join((r["answer"] or r["error"] or "").split())
-        picks = "; ".join(r["recommended"]) or "(nothing)"
-        lines += [f"- **{r['item_id']}** ({r['status']}): {r['request']}", f"  - recommended: {picks}",
-                  f"  - reply: {answer}"]  # fmt: skip
-    return lines
-
-
-def _compare_md(data: Mapping[str, Any]) -> str:
-    names = [r["name"] for r in data["runs"]]
-    lines = [f"# Benchmark comparison: {' vs '.join(names)}", ""]
-    for run in data["runs"]:
-        spec = run["spec"]
-        lines.append(
-            f"- **{run['name']}**: suite `{spec['suite']}`, agent `{spec['agent']}`, model `{spec['model']}`, "
-            f"run dir `{run['path']}`"
-        )
-    lines.append("")
-    lines += [f"> **Warning:** {w}" for w in data["warnings"]]
-    if data["same_suite"]:
-        lines.append(
-            f"Compared on the **{data['shared_items']} items finished in all runs**; the last two rows give "
-            "each run's figures over all its finished items."
-        )
-    lines += ["", *_md_table(["", *names], compare_rows(data))]
-    p = data["paired"]
-    if p is not None:
-        rows = [
-            ("both right", p["both_right"]),
-            (f"only {names[0]}", p["only_a"]),
-            (f"only {names[1]}", p["only_b"]),
-            ("both wrong", p["both_wrong"]),
-            ("McNemar exact p", f"{p['mcnemar_p']:.3g}"),
-        ]
-        lines += ["", f"## Paired outcomes ({p['n']} items)", "", *_md_table(["", "items"], rows)]
-    lines += ["", "## Plots", ""] + [f"![{k}]({v})" for k, v in data["plots"].items()]
-    return "\n".join(lines) + "\n"
-
-
-def _md_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    def cell(value: Any) -> str:
-        text = "" if value is None else " ".join(str(value).split()).replace("|", "\\|")
-        return text if len(text) <= 120 else text[:119] + "…"
-
-    out = ["| " + " | ".join(cell(c) for c in columns) + " |", "|" + "---|" * len(columns)]
-    return out + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-
-
 def _unique(names: Sequence[str]) -> list[str]:
     """Two runs with the same label (same agent and model, say) still need two distinct column names."""
     return [f"{n} #{i + 1}" if names.count(n) > 1 else n for i, n in enumerate(names)]
-
-
-def _natural(text: str) -> tuple[int, float, str]:
-    """Numbers in numeric order (hops 2, 3, 10), then words alphabetically."""
-    try:
-        return (0, float(text), "")
-    except ValueError:
-        return (1, 0.0, text)

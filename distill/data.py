@@ -1,10 +1,10 @@
-"""Training data from recorded runs: select good runs, turn model calls into chat examples, mask, split, save.
+"""Training data from recorded runs: select good runs, turn them into chat examples, split, save, version.
 
 Selection follows Agent Distillation: keep correct runs without parse errors or step overflow, but keep
-runs that hit a tool or execution error and recovered from it (that recovery is worth learning). An
-example is exactly what the model saw plus what it wrote; the growing prompts of one multi-step run merge
-into one conversation, so every assistant turn is trained once. Tokens come from the *student's* chat
-template, and assistant spans are found by rendering prefixes, never by searching strings.
+runs that hit a tool or execution error and recovered from it (that recovery is worth learning). The
+examples (chat_examples.py) are written as train/val(/negatives).jsonl with info.json saying what was kept,
+what each filter removed and which teacher and prompt version the data came from; `encode_examples` turns
+a saved split into the student's tokens (encoding.py) for training.
 """
 
 from __future__ import annotations
@@ -12,27 +12,30 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
-import random
-import re
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
+from agentdistill.distill.chat_examples import (
+    FORMAT_ERRORS,
+    ChatExample,
+    dedupe,
+    examples_from_runs,
+    normalize_question,
+    split_by_question,
+    trainable,
+)
+from agentdistill.distill.encoding import IGNORE, EncodedExample, encode_example, end_token_ids
+from agentdistill.distill.hf_export import export_hf
 from agentdistill.distill.trl_export import export_trl
 from agentdistill.errors import AgentDistillError, ConfigError, InputDataError
 from agentdistill.jsonl import text_lines
 from agentdistill.memory.trajectories import TrajectoryStore
-from agentdistill.models.base import Message
 from agentdistill.paths import atomic_write
-from agentdistill.trajectory import Run, Step
+from agentdistill.trajectory import Run
 
-Label = Literal["positive", "negative"]
-IGNORE = -100  # label of tokens that carry no loss (the value torch's cross_entropy ignores)
-# End-of-turn tokens of common chat templates; the one the template emits is trained so the student stops.
-END_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>", "</s>")
 _STATUSES = ("running", "ok", "max_steps", "error")
 # Model roles a student takes over, for agents with more than the one "policy" role: recbot's every call is
 # a student's job (its graph is the same for teacher and student; only the model behind the roles changes).
@@ -40,12 +43,6 @@ _STATUSES = ("running", "ok", "max_steps", "error")
 AGENT_ROLES: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {"recbot": ("parser", "planner", "responder"), "codeact": ("policy", "first_thought")}
 )
-# Step errors meaning a model's reply could not be read as the format the agent asked for (a ReAct action, a
-# recbot plan): a format the student must not learn.
-FORMAT_ERRORS = frozenset({"parse_error", "plan_error"})
-# A selection of fewer distinct questions trains on all of them: a real CPU run kept 2 correct runs, and holding
-# one out for a val loss halved the training data while the loss of a single question says little.
-MIN_VAL_QUESTIONS = 10
 
 
 class EmptySelection(AgentDistillError):
@@ -78,10 +75,6 @@ class MixedDataset(AgentDistillError):
             " with one prompt, e.g. one --suite), or pass --allow-mixed to train on all of them knowingly."
         )
         self.what, self.values = what, list(values)
-
-
-class TemplateError(AgentDistillError):
-    """The student's chat template does not render a conversation prefix-consistently."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,45 +120,6 @@ class Selection:
     runs: list[Run]
     dropped: dict[str, int]
     considered: int
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChatExample:
-    """One conversation to train on: `messages` includes the assistant turns; `train_turns` carry the loss."""
-
-    id: str  # content hash of messages, train_turns and label: equal content, equal id
-    run_id: str
-    question: str
-    messages: list[Message]
-    train_turns: tuple[int, ...]
-    label: Label = "positive"
-    agent: str = ""
-    model: str | None = None
-    role: str = "policy"
-    meta: dict[str, Any] = field(default_factory=dict)  # suite, item_id, score, status, step indices
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "train_turns": list(self.train_turns)}
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> ChatExample:
-        data = dict(raw)
-        data["train_turns"] = tuple(data.get("train_turns", ()))
-        example = cls(**data)
-        bad = [i for i in example.train_turns if not 0 <= i < len(example.messages)]
-        if bad or any(example.messages[i]["role"] != "assistant" for i in example.train_turns):
-            raise ValueError(f"train_turns {list(example.train_turns)} must index assistant messages")
-        return example
-
-
-@dataclass(frozen=True)
-class EncodedExample:
-    """Token ids and labels (IGNORE except the trained assistant turns, end-of-turn token included)."""
-
-    example_id: str
-    input_ids: list[int]
-    labels: list[int]
-    label: Label = "positive"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -262,7 +216,7 @@ def _step_reason(run: Run, config: SelectConfig) -> str | None:
         return "parse_error"
     if not config.keep_recovered_errors and kinds - FORMAT_ERRORS - {"max_steps"}:
         return "recovered_error"
-    if not any(_trainable(s, config.roles) for s in run.steps):
+    if not any(trainable(s, config.roles) for s in run.steps):
         return "no_model_steps"
     return None
 
@@ -281,186 +235,13 @@ def reason_label(reason: str, config: SelectConfig) -> str:
     return labels.get(reason, reason)
 
 
-# -- examples ----------------------------------------------------------------------------------------------------
-def _trainable(step: Step, roles: Sequence[str]) -> bool:
-    return step.kind == "model" and step.role in roles and step.completion is not None
-
-
-def _chosen_text(step: Step) -> str:
-    """The completion the run went on with: with SAG samples, the voted one (`parsed["sample"]`)."""
-    index = (step.parsed or {}).get("sample")
-    if step.samples and isinstance(index, int) and 0 <= index < len(step.samples):
-        return step.samples[index]
-    return step.completion or ""
-
-
-def _same(a: Message, b: Message) -> bool:
-    # Graphs may strip whitespace off a completion before putting it back into the conversation.
-    if a["role"] != b["role"]:
-        return False
-    if a["role"] == "assistant":
-        return a["content"].strip() == b["content"].strip()
-    return a["content"] == b["content"]
-
-
-def _is_prefix(short: Sequence[Message], long: Sequence[Message]) -> bool:
-    return len(short) < len(long) and all(_same(a, b) for a, b in zip(short, long, strict=False))
-
-
-def examples_from_runs(
-    runs: Sequence[Run], *, label: Label = "positive", roles: Sequence[str] = ("policy",)
-) -> list[ChatExample]:
-    """One example per model call (what it saw + what it wrote); calls whose conversation continues in a later
-    call of the same run merge into it, so a ReAct run becomes one conversation with a loss on every turn.
-
-    Positive examples carry no loss on turns that failed to parse (kept only as context when the parse-error
-    filter is off); negative examples are trained on every turn, since REDI pushes the whole run down.
-    """
-    out: list[ChatExample] = []
-    for run in runs:
-        open_: list[tuple[list[Message], list[int], list[int], Step]] = []  # messages, turns, step indices, last
-        for step in (s for s in run.steps if _trainable(s, roles)):
-            messages = [dict(m) for m in step.messages_in] + [{"role": "assistant", "content": _chosen_text(step)}]
-            parse_failed = step.error is not None and step.error.kind in FORMAT_ERRORS
-            turn = [] if (parse_failed and label == "positive") else [len(messages) - 1]
-            parent = next(
-                (c for c in reversed(open_) if c[3].role == step.role and _is_prefix(c[0], step.messages_in)), None
-            )
-            if parent is not None:
-                open_.remove(parent)
-                open_.append((messages, parent[1] + turn, parent[2] + [step.index], step))  # type: ignore[arg-type]
-            else:
-                open_.append((messages, turn, [step.index], step))  # type: ignore[arg-type]
-        for messages, turns, indices, last in open_:
-            if turns:
-                out.append(_example(run, messages, tuple(turns), label, last, indices))
-    return out
-
-
-def _example(
-    run: Run, messages: list[Message], turns: tuple[int, ...], label: Label, step: Step, indices: list[int]
-) -> ChatExample:
-    meta = {"suite": run.suite, "item_id": run.item_id, "score": run.score, "status": run.status, "steps": indices}
-    return ChatExample(
-        id=content_hash(messages, turns, label), run_id=run.id, question=run.question, messages=messages,
-        train_turns=turns, label=label, agent=run.agent, model=step.model, role=step.role, meta=meta,
-    )  # fmt: skip
-
-
-def content_hash(messages: Sequence[Message], train_turns: Sequence[int], label: str) -> str:
-    blob = json.dumps([list(messages), list(train_turns), label], sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:20]
-
-
-def dedupe(examples: Sequence[ChatExample]) -> tuple[list[ChatExample], int]:
-    """First of each content hash (teachers often answer a repeated question identically); returns (kept, removed)."""
-    first: dict[str, ChatExample] = {}
-    for example in examples:
-        first.setdefault(example.id, example)
-    return list(first.values()), len(examples) - len(first)
-
-
-def normalize_question(text: str) -> str:
-    """Case, width, whitespace and trailing punctuation folded, so near-identical questions split together."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return re.sub(r"\s+", " ", text).strip().rstrip("?.!").strip()
-
-
-def split_by_question(
-    examples: Sequence[ChatExample], val_fraction: float, seed: int
-) -> tuple[list[ChatExample], list[ChatExample]]:
-    """Split by normalised question, so no question is in both sets (val loss measures generalisation)."""
-    if not 0.0 <= val_fraction < 1.0:
-        raise ConfigError("val_fraction", val_fraction, "a fraction in [0, 1), e.g. 0.1")
-    questions = sorted({normalize_question(e.question) for e in examples})
-    random.Random(seed).shuffle(questions)
-    n_val = 0
-    if val_fraction > 0 and len(questions) >= MIN_VAL_QUESTIONS:  # at least one each way when asked for a val set
-        n_val = min(max(round(len(questions) * val_fraction), 1), len(questions) - 1)
-    val_questions = set(questions[:n_val])
-    train = [e for e in examples if normalize_question(e.question) not in val_questions]
-    val = [e for e in examples if normalize_question(e.question) in val_questions]
-    return train, val
-
-
 # -- tokens ------------------------------------------------------------------------------------------------------
-def _render_ids(tokenizer: Any, messages: Sequence[Message], generation_prompt: bool) -> list[int]:
-    ids = tokenizer.apply_chat_template(
-        list(messages), tokenize=True, add_generation_prompt=generation_prompt, return_dict=False
-    )
-    return list(ids)
-
-
-def _render_text(tokenizer: Any, messages: Sequence[Message], generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=generation_prompt)
-
-
-def _end_ids(tokenizer: Any) -> set[int]:
-    vocab = tokenizer.get_vocab()
-    ids = {vocab[t] for t in END_TOKENS if t in vocab}
-    if tokenizer.eos_token_id is not None:
-        ids.add(int(tokenizer.eos_token_id))
-    return ids
-
-
-def _through_end(ids: Sequence[int], start: int, stop: int, end_ids: set[int]) -> int:
-    """End of the assistant span: just after its last end-of-turn token (what follows it is never generated)."""
-    for i in range(stop - 1, start - 1, -1):
-        if ids[i] in end_ids:
-            return i + 1
-    return stop
-
-
-def _template_problem(tokenizer: Any, what: str) -> TemplateError:
-    name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
-    return TemplateError(
-        f"the chat template of {name} does not render conversations prefix-consistently: {what}. Assistant "
-        "tokens are found by rendering each conversation prefix, so the template must render earlier turns "
-        "the same whatever follows them (templates that rewrite earlier assistant turns are not supported); "
-        "use a student whose template does, or fix its chat_template."
-    )
-
-
-def _spans_by_offsets(tokenizer: Any, messages: Sequence[Message], turns: Sequence[int]) -> tuple[list[int], list]:
-    """Fallback when BPE merges a token across a turn boundary: map character spans to tokens by offsets."""
-    full = _render_text(tokenizer, messages, False)
-    enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
-    spans = []
-    for i in turns:
-        before, through = _render_text(tokenizer, messages[:i], True), _render_text(tokenizer, messages[: i + 1], False)
-        if not (through.startswith(before) and full.startswith(through)):
-            raise _template_problem(tokenizer, f"the text up to message {i} changes once later messages are added")
-        ends = [through.rfind(t) + len(t) for t in END_TOKENS if through.rfind(t) >= len(before)]
-        stop = max(ends) if ends else len(through)
-        inside = [k for k, (a, b) in enumerate(enc["offset_mapping"]) if a >= len(before) and b <= stop and b > a]
-        spans.append((inside[0], inside[-1] + 1) if inside else (0, 0))
-    return list(enc["input_ids"]), spans
-
-
-def encode_example(tokenizer: Any, example: ChatExample, end_ids: set[int] | None = None) -> EncodedExample:
-    """Render with the student's template; labels are the trained assistant turns, end-of-turn token included."""
-    end_ids = _end_ids(tokenizer) if end_ids is None else end_ids
-    ids = _render_ids(tokenizer, example.messages, False)
-    spans = []
-    for i in example.train_turns:
-        before = _render_ids(tokenizer, example.messages[:i], True)
-        through = _render_ids(tokenizer, example.messages[: i + 1], False)
-        if through[: len(before)] != before or ids[: len(through)] != through:
-            ids, spans = _spans_by_offsets(tokenizer, example.messages, example.train_turns)
-            break
-        spans.append((len(before), _through_end(through, len(before), len(through), end_ids)))
-    labels = [IGNORE] * len(ids)
-    for start, stop in spans:
-        labels[start:stop] = ids[start:stop]
-    return EncodedExample(example.id, ids, labels, example.label)
-
-
 def encode_examples(tokenizer: Any, examples: Sequence[ChatExample], max_len: int) -> tuple[list[EncodedExample], int]:
     """Encode all; examples longer than `max_len` tokens are dropped (a cut trajectory teaches a cut answer).
 
     Returns (encoded, number dropped for length).
     """
-    end_ids = _end_ids(tokenizer)
+    end_ids = end_token_ids(tokenizer)
     out, cut = [], 0
     for example in examples:
         encoded = encode_example(tokenizer, example, end_ids)
@@ -469,24 +250,6 @@ def encode_examples(tokenizer: Any, examples: Sequence[ChatExample], max_len: in
         elif any(t != IGNORE for t in encoded.labels):
             out.append(encoded)
     return out, cut
-
-
-def collate(batch: Sequence[EncodedExample], pad_id: int) -> dict[str, Any]:
-    """Right-padded LongTensors (labels IGNORE on pads), the negative mask and the example ids."""
-    import torch
-
-    width = max(len(e.input_ids) for e in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, e in enumerate(batch):
-        n = len(e.input_ids)
-        ids[row, :n] = torch.tensor(e.input_ids, dtype=torch.long)
-        labels[row, :n] = torch.tensor(e.labels, dtype=torch.long)
-        mask[row, :n] = 1
-    negative = torch.tensor([e.label == "negative" for e in batch], dtype=torch.bool)
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels, "is_negative": negative,
-            "example_ids": [e.example_id for e in batch]}  # fmt: skip
 
 
 # -- files -------------------------------------------------------------------------------------------------------
@@ -510,18 +273,6 @@ def load_examples(path: str | Path) -> list[ChatExample]:
         except (TypeError, KeyError, ValueError, AttributeError, RecursionError) as exc:
             raise InputDataError(path, number, f"not a chat example: {exc}") from exc
     return out
-
-
-def to_hf_dataset(examples: Sequence[ChatExample]) -> Any:
-    """A `datasets.Dataset` (messages as role/content lists, meta as a JSON string: its keys vary by agent)."""
-    from datasets import Dataset
-
-    rows = [
-        {**e.to_dict(), "messages": [{"role": m["role"], "content": m["content"]} for m in e.messages],
-         "meta": json.dumps(e.meta, ensure_ascii=False, default=str)}
-        for e in examples
-    ]  # fmt: skip
-    return Dataset.from_list(rows)
 
 
 def build_dataset(
@@ -605,24 +356,3 @@ def dataset_version(runs: Sequence[Run], select: SelectConfig, out_dir: Path) ->
         "filters": json.loads(json.dumps(asdict(select))),  # tuples as lists, as info.json has them
         "run_ids_sha256": hashlib.sha256("\n".join(sorted(r.id for r in runs)).encode()).hexdigest(),
     }
-
-
-def export_hf(out_dir: Path, train: Sequence[ChatExample], val: Sequence[ChatExample]) -> None:
-    """train/val as a Hugging Face DatasetDict under `out_dir/hf` (`datasets.load_from_disk`)."""
-    import datasets
-    from datasets import DatasetDict
-
-    target = out_dir / "hf"
-    if target.exists():
-        import shutil
-
-        shutil.rmtree(target)
-    parts = {name: to_hf_dataset(rows) for name, rows in (("train", train), ("validation", val)) if rows}
-    if parts:
-        was_on = datasets.is_progress_bar_enabled()
-        datasets.disable_progress_bars()  # seconds of work: a bar would only clutter --json output
-        try:
-            DatasetDict(parts).save_to_disk(str(target))
-        finally:
-            if was_on:
-                datasets.enable_progress_bars()

@@ -1,20 +1,16 @@
 """Logit distillation from a local teacher that shares the student's tokenizer: forward KL, reverse KL and TAID.
 
 The teacher runs once. `TeacherCache.build` stores, for every labelled position of every example, the teacher's
-top-k token ids and log-probs plus the log of the mass left outside them. Each KL is then taken over k+1 buckets
-(the k tokens and one "rest" bucket), which is a proper distribution, and training never loads the teacher.
-Shards are safetensors files written atomically (no pickle); a killed build resumes at the first missing shard.
-
-Logits at position p predict the token at p+1, so the cached row for a label at index j holds the teacher's
-distribution at j-1. Rows are stored in the order `kd_loss` reads them: example by example, positions ascending.
+top-k token ids and log-probs plus the log of the mass left outside them (teacher_topk.py). Each KL is then taken
+over k+1 buckets (the k tokens and one "rest" bucket), which is a proper distribution, and training never loads
+the teacher.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -23,80 +19,25 @@ import torch
 import torch.nn.functional as F
 
 from agentdistill.distill.sft import labelled_logits, labelled_positions
-from agentdistill.errors import AgentDistillError, ConfigError
-from agentdistill.paths import atomic_write
-from agentdistill.progress import Progress
+from agentdistill.distill.teacher_topk import (
+    CACHE_VERSION,
+    INDEX_NAME,
+    TeacherCacheError,
+    example_digest,
+    plan_shards,
+    run_teacher,
+    shard_name,
+    teacher_identity,
+    write_or_check_index,
+)
+from agentdistill.distill.tokenizer_fingerprint import KDTokenizerMismatch, TokenizerFingerprint, tokenizer_fingerprint
+from agentdistill.errors import ConfigError
 
 if TYPE_CHECKING:
-    from agentdistill.distill.data import EncodedExample
+    from agentdistill.distill.encoding import EncodedExample
 
 KDKind = Literal["forward", "reverse", "taid"]
 KD_KINDS: tuple[str, ...] = ("forward", "reverse", "taid")
-CACHE_VERSION = 1
-INDEX_NAME = "index.json"
-_SAMPLE = (
-    "<|im_start|>user\nHow many r's in 'strawberry'? 3 + 4 = 7 ✓ déjà-vu\t  x<|im_end|>\n"  # specials, unicode, spaces
-)
-_ROW_CHUNK = 512  # log_softmax + top-k this many positions at a time: one [chunk, vocab] fp32 copy, never [B*T, vocab]
-
-
-class KDTokenizerMismatch(AgentDistillError):
-    """Teacher and student tokenise differently, so their distributions cannot be compared token by token."""
-
-    def __init__(self, teacher: str | Path, student: str | Path, why: str) -> None:
-        super().__init__(
-            f"teacher {teacher} and student {student} do not share a tokenizer ({why}). Logit distillation compares "
-            "next-token distributions id by id: pick a teacher of the same family (e.g. Qwen2.5-Coder-1.5B for "
-            "Qwen2.5-Coder-0.5B) or train with --method sft."
-        )
-        self.teacher, self.student = str(teacher), str(student)
-
-
-class TeacherCacheError(AgentDistillError):
-    """A teacher cache is missing, incomplete, built for other data, or does not match a batch."""
-
-
-@dataclass(frozen=True)
-class TokenizerFingerprint:
-    """What must be equal for two tokenizers to map text to the same ids."""
-
-    size: int  # len(tokenizer): base vocabulary plus added tokens
-    vocab_sha256: str  # hash of the sorted token -> id map: equal sizes with different tokens still differ
-    sample: tuple[int, ...]  # ids of a fixed text with chat specials: catches normaliser / pre-tokenizer changes
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"size": self.size, "vocab_sha256": self.vocab_sha256, "sample": list(self.sample)}
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> TokenizerFingerprint:
-        return cls(int(raw["size"]), str(raw["vocab_sha256"]), tuple(int(i) for i in raw["sample"]))
-
-    def difference(self, other: TokenizerFingerprint) -> str | None:
-        """Why the two differ, in words; None when they are the same."""
-        if self.size != other.size:
-            return f"vocab sizes {self.size} vs {other.size}"
-        if self.vocab_sha256 != other.vocab_sha256:
-            return "same vocab size but different tokens or ids"
-        if self.sample != other.sample:
-            return "same vocab but a sample text encodes to different ids"
-        return None
-
-
-def tokenizer_fingerprint(model_dir: str | Path) -> TokenizerFingerprint:
-    """Fingerprint the tokenizer saved in an HF dir (loads the tokenizer only, not the weights)."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    vocab = json.dumps(sorted(tokenizer.get_vocab().items()), ensure_ascii=False)
-    sample = tuple(tokenizer.encode(_SAMPLE, add_special_tokens=False))
-    return TokenizerFingerprint(len(tokenizer), hashlib.sha256(vocab.encode()).hexdigest(), sample)
-
-
-def check_same_tokenizer(teacher_dir: str | Path, student_dir: str | Path) -> None:
-    """Raise KDTokenizerMismatch unless the two dirs hold the same tokenizer."""
-    why = tokenizer_fingerprint(teacher_dir).difference(tokenizer_fingerprint(student_dir))
-    if why is not None:
-        raise KDTokenizerMismatch(teacher_dir, student_dir, why)
 
 
 @dataclass(frozen=True)
@@ -106,46 +47,6 @@ class TeacherTargets:
     ids: torch.Tensor  # [N, k] long: teacher's top-k token ids, most likely first
     logp: torch.Tensor  # [N, k] float32: their log-probs at temperature 1
     rest: torch.Tensor  # [N] float32: log of the probability mass outside the top-k
-
-
-def example_digest(input_ids: Sequence[int], labels: Sequence[int]) -> str:
-    """Identify an encoding: a cache row is only valid for exactly these ids and this label mask."""
-    raw = json.dumps([list(input_ids), [int(x != -100) for x in labels]], separators=(",", ":"))
-    return hashlib.sha256(raw.encode()).hexdigest()[:16]
-
-
-def _n_targets(labels: Sequence[int]) -> int:
-    return sum(1 for x in labels[1:] if x != -100)  # label 0 has no preceding position to predict it
-
-
-def _plan(examples: Sequence[EncodedExample], shard_size: int) -> tuple[list[list[str]], dict[str, dict[str, Any]]]:
-    """Assign examples to shards and rows; the whole index is known before the teacher runs."""
-    entries: dict[str, dict[str, Any]] = {}
-    shards: list[list[str]] = []
-    for ex in examples:
-        digest = example_digest(ex.input_ids, ex.labels)
-        if ex.example_id in entries:
-            if entries[ex.example_id]["sha"] != digest:
-                raise TeacherCacheError(
-                    f"example id {ex.example_id!r} appears twice with different tokens: dedupe the examples first"
-                )
-            continue
-        if not shards or len(shards[-1]) == shard_size:
-            shards.append([])
-        shard = len(shards) - 1
-        row = sum(entries[i]["n"] for i in shards[shard])
-        shards[shard].append(ex.example_id)
-        entries[ex.example_id] = {"shard": shard, "row": row, "n": _n_targets(ex.labels), "sha": digest}
-    return shards, entries
-
-
-def _shard_name(index: int) -> str:
-    return f"shard-{index:05d}.safetensors"
-
-
-def _teacher_identity(teacher_dir: Path) -> dict[str, str]:
-    config = (teacher_dir / "config.json").read_bytes()  # a different model under the same path changes this
-    return {"dir": str(teacher_dir.resolve()), "config_sha256": hashlib.sha256(config).hexdigest()}
 
 
 class TeacherCache:
@@ -176,9 +77,7 @@ class TeacherCache:
         return example_id in self.index["examples"]
 
     def missing_shards(self) -> list[str]:
-        return [
-            name for i in range(len(self.index["shards"])) if not (self.out_dir / (name := _shard_name(i))).exists()
-        ]
+        return [name for i in range(len(self.index["shards"])) if not (self.out_dir / (name := shard_name(i))).exists()]
 
     def check_student(self, student_dir: str | Path) -> None:
         """Raise KDTokenizerMismatch unless `student_dir` tokenises like the teacher this cache came from."""
@@ -244,22 +143,22 @@ class TeacherCache:
         top_id = max((max(ex.input_ids, default=0) for ex in encoded_examples), default=0)
         if top_id >= fingerprint.size:
             raise KDTokenizerMismatch(teacher_dir, "the encoded examples", f"token id {top_id} >= {fingerprint.size}")
-        shards, entries = _plan(encoded_examples, shard_size)
+        shards, entries = plan_shards(encoded_examples, shard_size)
         index = {
             "version": CACHE_VERSION,
             "k": k,
-            "teacher": _teacher_identity(teacher_dir),
+            "teacher": teacher_identity(teacher_dir),
             "tokenizer": fingerprint.to_dict(),
             "shards": shards,
             "examples": entries,
         }
-        _write_or_check_index(out_dir, index)
-        todo = [i for i in range(len(shards)) if not (out_dir / _shard_name(i)).exists()]
+        write_or_check_index(out_dir, index)
+        todo = [i for i in range(len(shards)) if not (out_dir / shard_name(i)).exists()]
         if todo:
             by_id = {ex.example_id: ex for ex in encoded_examples}
-            _run_teacher(teacher_dir, [[by_id[i] for i in shards[s]] for s in todo], todo, out_dir, k=k,
+            run_teacher(teacher_dir, [[by_id[i] for i in shards[s]] for s in todo], todo, out_dir, k=k,
                          batch_size=batch_size, device=device, progress=progress)  # fmt: skip
-        return cls(out_dir, index, computed_shards=tuple(_shard_name(i) for i in todo))
+        return cls(out_dir, index, computed_shards=tuple(shard_name(i) for i in todo))
 
     def targets(self, example_ids: Sequence[str], device: torch.device | str = "cpu") -> TeacherTargets:
         """Rows for these examples, concatenated in the given order (the order kd_loss flattens a batch in)."""
@@ -268,7 +167,7 @@ class TeacherCache:
         parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         for example_id in example_ids:
             entry = self._entry(example_id)
-            path = self.out_dir / _shard_name(entry["shard"])
+            path = self.out_dir / shard_name(entry["shard"])
             if not path.exists():
                 raise TeacherCacheError(f"{path} is missing: run the teacher cache build again (it resumes)")
             lo, hi = entry["row"], entry["row"] + entry["n"]
@@ -288,89 +187,6 @@ class TeacherCache:
                 "same encoded examples the KD loss trains on (same student tokenizer and max_len)"
             )
         return entry
-
-
-def _write_or_check_index(out_dir: Path, index: dict[str, Any]) -> None:
-    """A fresh dir gets the index; an existing one must be for the same teacher, k and examples (then it resumes)."""
-    path = out_dir / INDEX_NAME
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            old = {}
-        for key in ("version", "k", "teacher", "tokenizer", "shards", "examples"):
-            if old.get(key) != index[key]:
-                what = {"shards": "example set", "examples": "example encoding"}.get(key, key)
-                raise TeacherCacheError(
-                    f"{out_dir} holds a teacher cache for a different {what}: delete it or pick another directory"
-                )
-        return
-    with atomic_write(path) as handle:
-        json.dump(index, handle, indent=1, sort_keys=True)
-
-
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _run_teacher(
-    teacher_dir: Path,
-    shard_examples: list[list[EncodedExample]],
-    shard_indices: list[int],
-    out_dir: Path,
-    *,
-    k: int,
-    batch_size: int,
-    device: str | None,
-    progress: bool | None,
-) -> None:
-    from safetensors.torch import save
-    from transformers import AutoModelForCausalLM
-
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32  # bf16 is slow on CPUs without bf16 units
-    model = AutoModelForCausalLM.from_pretrained(teacher_dir, dtype=dtype).to(dev).eval()
-    total = sum(len(s) for s in shard_examples)
-    with Progress(total, desc="teacher top-k", unit="ex", enabled=progress) as bar:
-        for shard, examples in zip(shard_indices, shard_examples, strict=True):
-            rows = [_teacher_topk(model, batch, k, dev) for batch in _chunks(examples, batch_size)]
-            bar.update(len(examples))
-            tensors = {
-                name: torch.cat([r[i] for r in rows]).contiguous() for i, name in enumerate(("ids", "logp", "rest"))
-            }
-            with atomic_write(out_dir / _shard_name(shard), "wb", encoding=None) as handle:
-                handle.write(save(tensors))  # a killed build leaves whole shards or none, never a torn one
-
-
-@torch.no_grad()
-def _teacher_topk(
-    model: torch.nn.Module, batch: Sequence[EncodedExample], k: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    width = max(len(ex.input_ids) for ex in batch)
-    input_ids = torch.zeros(len(batch), width, dtype=torch.long)
-    attention = torch.zeros(len(batch), width, dtype=torch.long)
-    keep = torch.zeros(len(batch), width, dtype=torch.bool)
-    for b, ex in enumerate(batch):
-        n = len(ex.input_ids)
-        input_ids[b, :n] = torch.tensor(ex.input_ids)
-        attention[b, :n] = 1
-        keep[b, : n - 1] = torch.tensor([x != -100 for x in ex.labels[1:]], dtype=torch.bool)
-    if not keep.any():
-        return torch.empty(0, k, dtype=torch.int32), torch.empty(0, k), torch.empty(0)
-    # A boolean logits_to_keep makes the model project only the labelled positions onto the vocab.
-    out = model(input_ids=input_ids.to(device), attention_mask=attention.to(device), logits_to_keep=keep.to(device))
-    logits = out.logits if out.logits.dim() == 2 else out.logits[keep.to(device)]
-    if k >= logits.shape[-1]:
-        raise ConfigError("k", k, f"fewer than the teacher's {logits.shape[-1]} logits, so a rest bucket exists")
-    ids, logp, rest = [], [], []
-    for chunk in logits.split(_ROW_CHUNK):
-        lp = F.log_softmax(chunk.float(), dim=-1)
-        top = lp.topk(k, dim=-1)
-        ids.append(top.indices.to(torch.int32).cpu())
-        logp.append(top.values.cpu())
-        rest.append(torch.logsumexp(lp.scatter(-1, top.indices, -math.inf), dim=-1).cpu())
-    return torch.cat(ids), torch.cat(logp), torch.cat(rest)
 
 
 def _bucket_kl(logp_a: torch.Tensor, logp_b: torch.Tensor) -> torch.Tensor:

@@ -7,18 +7,13 @@ Agent Distillation trains with; a long answer weighs more than a short one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-if TYPE_CHECKING:
-    from agentdistill.distill.data import EncodedExample
-    from agentdistill.distill.trainer import TrainConfig, TrainResult
-
-IGNORE = -100  # label value of tokens that carry no loss (prompt, tool observations, padding)
+from agentdistill.distill.encoding import IGNORE
 
 
 def labelled_positions(labels: torch.Tensor) -> torch.Tensor:
@@ -65,23 +60,4 @@ def sft_loss(model: torch.nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Te
     return loss, {"label_tokens": float(count)}
 
 
-def train_sft(
-    base_dir: Path,
-    train_set: Sequence[EncodedExample],
-    val_set: Sequence[EncodedExample],
-    config: TrainConfig,
-    out_dir: Path,
-    *,
-    init_adapter: Path | None = None,
-    progress: bool | None = None,
-) -> TrainResult:
-    """Fine-tune `base_dir` on the positive trajectories: the trainer's loop with `sft_loss`."""
-    # Imported here because the trainer imports this module for its default loss.
-    from agentdistill.distill.trainer import train
-
-    return train(
-        base_dir, train_set, val_set, config, out_dir, loss_fn=sft_loss, init_adapter=init_adapter, progress=progress
-    )
-
-
-__all__ = ["IGNORE", "labelled_logits", "labelled_positions", "sft_loss", "token_ce_sum", "train_sft"]
+__all__ = ["labelled_logits", "labelled_positions", "sft_loss", "token_ce_sum"]

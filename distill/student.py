@@ -2,7 +2,7 @@
 
 Layout written by `save_student(adapter_dir, base_dir, out)`:
 
-    out/student.json   what this is: base dir, LoRA r/alpha/targets, merged dtype (`student_info` reads it)
+    out/student.json   what this is: base dir, LoRA r/alpha/targets, merged dtype (student_info.py reads it)
     out/adapter/       the peft adapter, its adapter_config.json pointing at the absolute base dir
     out/merged/        base + adapter merged: config.json, model.safetensors, tokenizer, chat template,
                        generation_config.json whose eos is the chat end token (so vLLM stops at end of turn)
@@ -16,13 +16,12 @@ to fp32 on CPU. Pass dtype="float32" for weights bit-identical to base + adapter
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,34 +68,6 @@ class StudentDirs:
     merged: Path | None  # the merged plain HF dir (None when merge=False): `student:<merged>`, vLLM, export_gguf
 
 
-@dataclass(frozen=True)
-class StudentInfo:
-    """What a student dir holds, for `models info`-style listings and the distill report."""
-
-    path: Path  # the dir that was inspected
-    base: str | None  # base model dir the adapter applies to (None for a bare merged/full model dir)
-    adapter: Path | None  # adapter dir, when there is one
-    merged: Path | None  # merged HF dir, when there is one
-    lora_r: int | None  # LoRA rank
-    lora_alpha: float | None  # LoRA alpha (the update is scaled by alpha / r)
-    target_modules: tuple[str, ...]  # modules the adapter changes, as adapter_config.json lists them
-    merged_dtype: str | None  # dtype the merged weights are stored in
-    size_bytes: int  # everything under `path` on disk
-
-    @property
-    def is_merged(self) -> bool:
-        return self.merged is not None
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.update(
-            {k: str(v) if v is not None else None for k, v in data.items() if isinstance(v, Path)},
-            target_modules=list(self.target_modules),
-            is_merged=self.is_merged,
-        )
-        return data
-
-
 def save_student(
     adapter_dir: str | Path,
     base_dir: str | Path,
@@ -116,7 +87,7 @@ def save_student(
     out_dir = out_dir.expanduser().absolute()
     if dtype not in _DTYPES:
         raise StudentExportError(f"dtype {dtype!r} is not one of {', '.join(_DTYPES)}: bfloat16 halves the disk.")
-    adapter_config = _read_adapter_config(adapter_dir)
+    adapter_config = read_adapter_config(adapter_dir)
     if not (base_dir / "config.json").is_file():
         raise ModelNotFound(
             f"base model dir {str(base_dir)!r} has no config.json: pass the HF dir the adapter was trained on"
@@ -139,7 +110,7 @@ def save_student(
             "source_adapter": str(adapter_dir.resolve()),
             "lora_r": adapter_config.get("r"),
             "lora_alpha": adapter_config.get("lora_alpha"),
-            "target_modules": _targets(adapter_config),
+            "target_modules": adapter_targets(adapter_config),
             "merged": merge,
             "merged_dtype": dtype if merge else None,
             "created_at": time.time(),
@@ -226,7 +197,7 @@ def verify_merged(merged_dir: str | Path, base_dir: str | Path | None = None) ->
     """
     merged_dir = Path(merged_dir)
     problems: list[str] = []
-    config = _read_json(merged_dir / "config.json")
+    config = read_json(merged_dir / "config.json")
     if not config.get("architectures"):
         problems.append("config.json has no `architectures` (vLLM picks the model class from it)")
     if not (config.get("dtype") or config.get("torch_dtype")):
@@ -244,7 +215,7 @@ def verify_merged(merged_dir: str | Path, base_dir: str | Path | None = None) ->
         problems.append("no tokenizer_config.json")
     elif not (
         (merged_dir / "chat_template.jinja").is_file()
-        or _read_json(merged_dir / "tokenizer_config.json").get("chat_template")
+        or read_json(merged_dir / "tokenizer_config.json").get("chat_template")
     ):
         problems.append("no chat template (chat_template.jinja or tokenizer_config.json)")
     if problems:
@@ -257,7 +228,7 @@ def tensor_names(model_dir: Path) -> set[str]:
 
     index = model_dir / "model.safetensors.index.json"
     if index.is_file():
-        return set(_read_json(index).get("weight_map", {}))
+        return set(read_json(index).get("weight_map", {}))
     single = model_dir / "model.safetensors"
     if not single.is_file():
         raise StudentExportError(f"{model_dir} has no model.safetensors: save the model with safe_serialization.")
@@ -265,71 +236,11 @@ def tensor_names(model_dir: Path) -> set[str]:
         return set(handle.keys())
 
 
-def student_info(directory: str | Path) -> StudentInfo:
-    """Describe a student: a dir save_student wrote, its adapter/ or merged/ subdir, or any adapter/HF dir."""
-    path = Path(directory).expanduser().absolute()
-    root = path if (path / INFO_FILE).is_file() else path.parent if (path.parent / INFO_FILE).is_file() else None
-    if root is not None:
-        info = _read_json(root / INFO_FILE)
-        adapter = root / "adapter" if path == root or path.name == "adapter" else None
-        merged = root / "merged" if (root / "merged").is_dir() and (path == root or path.name == "merged") else None
-        config = _read_json(root / "adapter" / "adapter_config.json") if (root / "adapter").is_dir() else {}
-        return StudentInfo(
-            path=path,
-            base=info.get("base"),
-            adapter=adapter,
-            merged=merged,
-            lora_r=config.get("r", info.get("lora_r")),
-            lora_alpha=config.get("lora_alpha", info.get("lora_alpha")),
-            target_modules=tuple(_targets(config) if config else info.get("target_modules") or ()),
-            merged_dtype=info.get("merged_dtype") if merged else None,
-            size_bytes=_size(path),
-        )
-    if (path / "adapter_config.json").is_file():
-        config = _read_adapter_config(path)
-        return StudentInfo(
-            path=path,
-            base=config.get("base_model_name_or_path"),
-            adapter=path,
-            merged=None,
-            lora_r=config.get("r"),
-            lora_alpha=config.get("lora_alpha"),
-            target_modules=tuple(_targets(config)),
-            merged_dtype=None,
-            size_bytes=_size(path),
-        )
-    if (path / "config.json").is_file():
-        config = _read_json(path / "config.json")
-        dtype = config.get("dtype") or config.get("torch_dtype")
-        return StudentInfo(
-            path=path,
-            base=None,
-            adapter=None,
-            merged=path,
-            lora_r=None,
-            lora_alpha=None,
-            target_modules=(),
-            merged_dtype=dtype,
-            size_bytes=_size(path),
-        )
-    raise ModelNotFound(
-        f"{path} is not a student dir: expected {INFO_FILE} (from save_student), adapter_config.json or config.json."
-    )
-
-
-def load_student_spec(directory: str | Path) -> str:
-    """The model spec that loads this student: its merged dir when there is one (faster, no peft), else the adapter."""
-    info = student_info(directory)
-    chosen = info.merged or info.adapter
-    if chosen is None:  # unreachable: student_info names one or raises
-        raise ModelNotFound(f"{directory} holds neither a merged model nor an adapter.")
-    return f"student:{chosen}"
-
-
 # helpers -----------------------------------------------------------------------------------------
 
 
-def _read_adapter_config(adapter_dir: Path) -> dict[str, Any]:
+def read_adapter_config(adapter_dir: Path) -> dict[str, Any]:
+    """adapter_config.json of a LoRA adapter dir with safetensors weights; anything else raises, saying why."""
     if (adapter_dir / "config.json").is_file() and not (adapter_dir / "adapter_config.json").is_file():
         raise StudentExportError(
             f"{adapter_dir} is a full model dir (config.json, no adapter_config.json): a fully fine-tuned student"
@@ -340,7 +251,7 @@ def _read_adapter_config(adapter_dir: Path) -> dict[str, Any]:
             f"adapter dir {str(adapter_dir)!r} has no adapter_config.json: point at the dir the trainer saved its"
             " LoRA adapter in (TrainResult.adapter_dir)."
         )
-    config = _read_json(adapter_dir / "adapter_config.json")
+    config = read_json(adapter_dir / "adapter_config.json")
     if config.get("peft_type", "LORA") != "LORA":
         raise StudentExportError(f"{adapter_dir} holds a {config.get('peft_type')} adapter: only LoRA is supported.")
     if not (adapter_dir / "adapter_model.safetensors").is_file():
@@ -364,7 +275,7 @@ def _copy_adapter(source: Path, dest: Path, config: dict[str, Any], base: Path) 
 
 def _add_legacy_dtype(config_path: Path, dtype: str) -> None:
     """transformers 5 writes `dtype`; vLLM builds on transformers 4 read `torch_dtype`: write both."""
-    config = _read_json(config_path)
+    config = read_json(config_path)
     config["dtype"] = config.get("dtype") or dtype
     config.setdefault("torch_dtype", config["dtype"])
     with atomic_write(config_path) as handle:
@@ -393,12 +304,14 @@ def _publish(tmp: Path, out_dir: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _targets(config: dict[str, Any]) -> list[str]:
+def adapter_targets(config: dict[str, Any]) -> list[str]:
+    """The sorted target modules an adapter config names (peft allows one string or a list)."""
     targets = config.get("target_modules") or []
     return sorted({targets} if isinstance(targets, str) else set(targets))
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a model dir; a missing, broken or non-object file raises, saying what to do."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -410,22 +323,13 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _size(path: Path) -> int:
-    with contextlib.suppress(FileNotFoundError):
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return 0
-
-
 __all__ = [
     "StudentDirExists",
     "StudentDirs",
     "StudentExportError",
-    "StudentInfo",
     "end_of_turn_ids",
-    "load_student_spec",
     "merge_adapter",
     "save_student",
-    "student_info",
     "tensor_names",
     "verify_merged",
 ]

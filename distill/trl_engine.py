@@ -24,8 +24,9 @@ from agentdistill.errors import AgentDistillError
 from agentdistill.paths import atomic_write
 
 if TYPE_CHECKING:
-    from agentdistill.distill.data import EncodedExample
-    from agentdistill.distill.trainer import TrainConfig, TrainResult
+    from agentdistill.distill.encoding import EncodedExample
+    from agentdistill.distill.train_config import TrainConfig
+    from agentdistill.distill.trainer import TrainResult
 
 TRL_WORK_DIR = "trl"  # TRL's own checkpoints, inside the run dir
 
@@ -36,7 +37,7 @@ class TrlNotInstalled(AgentDistillError):
 
 def pretokenized_rows(examples: Sequence[EncodedExample]) -> list[dict[str, list[int]]]:
     """Pre-tokenized SFTTrainer rows: our ids, and completion_mask 1 exactly where our labels carry loss."""
-    from agentdistill.distill.data import IGNORE
+    from agentdistill.distill.encoding import IGNORE
 
     rows = []
     for example in examples:
@@ -67,7 +68,8 @@ def train_with_trl(
     from datasets import Dataset
     from transformers import AutoTokenizer
 
-    from agentdistill.distill.trainer import NoTrainingData, lora_config, release_accelerator_state, training_device
+    from agentdistill.distill.train_setup import lora_config, release_accelerator_state, training_device
+    from agentdistill.distill.trainer import NoTrainingData
 
     if not train_set:
         raise NoTrainingData("the training set is empty: check the dataset dir (`distill dataset` output).")

@@ -5,6 +5,7 @@ a `CURRENT` file naming the live one. `save()` writes a complete new generation,
 and only then deletes older generations, so a process killed at any point leaves a store that still opens (see
 store_files.py). Nothing is pickled. An opened store reads its generation's SQLite file read-only and copies it into
 memory on the first change, so searching a large store costs no copy.
+Stores by name (open, build, add to, the sample) are knowledge_bases.py; its config and hits, knowledge_types.py.
 """
 
 from __future__ import annotations
@@ -13,105 +14,18 @@ import dataclasses
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from agentdistill.errors import AgentDistillError, ConfigError
 from agentdistill.memory import store_db, store_files, vector_index
-from agentdistill.memory.documents import Document, as_document, chunk_spans, load_documents
+from agentdistill.memory.documents import Document, as_document, chunk_spans
 from agentdistill.memory.embedders import Embedder, EmbedderNotFound, embedder_spec, make_embedder
-from agentdistill.memory.store_db import InvalidFilter
-from agentdistill.memory.store_files import (
-    CorruptStore,
-    EmbedderMismatch,
-    StoreInfo,
-    StoreNotFound,
-    delete_store,
-    list_stores,
-    read_info,
-    store_dir,
-)
-from agentdistill.paths import home_dir
+from agentdistill.memory.knowledge_types import DocumentNotFound, DuplicateDocument, Hit, KnowledgeConfig
+from agentdistill.memory.store_files import EmbedderMismatch, StoreInfo, store_dir
 from agentdistill.progress import Progress
-
-
-class DocumentNotFound(AgentDistillError):
-    """No document with that id or title; the message suggests close matches."""
-
-    def __init__(self, what: str, key: str, suggestions: Sequence[str]) -> None:
-        hint = f" Did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
-        super().__init__(f"no document with {what} {key!r} in the knowledge store.{hint}")
-        self.key, self.suggestions = key, list(suggestions)
-
-
-class DuplicateDocument(AgentDistillError):
-    """Adding documents whose ids already exist; upsert replaces them instead."""
-
-
-@dataclass(frozen=True)
-class KnowledgeConfig:
-    """How documents are chunked, embedded and indexed. Stored in the manifest; `kb add` reuses the build's values."""
-
-    chunk_size: int = 150  # words per chunk: MiniLM reads 256 word pieces, ~150 words plus the title fit
-    chunk_overlap: int = 30  # words shared by neighbouring chunks, so a fact on a boundary is whole in one of them
-    batch_size: int = 64  # texts per embedder call (MODELS.md: 32 and 64 run at the same speed on CPU)
-    index: str = "auto"  # "auto" | "flat" | "ivf"; auto = exact flat below ivf_threshold vectors, IVF from there on
-    ivf_threshold: int = 50_000  # flat answers a query over 50k 384-d vectors in a few ms; past that IVF pays off
-    ivf_nlist: int = 0  # IVF lists; 0 = power of two near 2*sqrt(n) (2048 at 1M vectors), fixed when IVF is built
-    ivf_nprobe: int = 0  # IVF lists scanned per query; 0 = as many as cover ivf_scan vectors (33 of 2048 at 1M)
-    ivf_scan: int = 16_000  # vectors an auto-nprobe query scans: 1M synthetic -> recall@10 0.96 (bench_kb.py)
-    ivf_train_size: int = 50_000  # vectors sampled for k-means; training cost grows linearly with it
-    filter_overfetch: int = 4  # filtered search first fetches k * this many hits, then widens 4x until k survive
-    filter_exact_limit: int = 20_000  # filters matching at most this many chunks search exactly among just those
-    seed: int = 0  # IVF training sample seed: the same data builds the same index
-
-    def __post_init__(self) -> None:
-        positive = ("chunk_size", "batch_size", "ivf_threshold", "ivf_scan", "ivf_train_size", "filter_overfetch")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(name, getattr(self, name), "an integer >= 1")
-        if not 0 <= self.chunk_overlap < self.chunk_size:
-            raise ConfigError("chunk_overlap", self.chunk_overlap, f"0 <= overlap < chunk_size ({self.chunk_size})")
-        if self.index not in vector_index.INDEX_KINDS:
-            raise ConfigError("index", self.index, " | ".join(vector_index.INDEX_KINDS))
-        for name in ("ivf_nlist", "ivf_nprobe", "filter_exact_limit"):
-            if getattr(self, name) < 0:
-                raise ConfigError(name, getattr(self, name), "an integer >= 0")
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> KnowledgeConfig:
-        """Unknown keys (from a newer version) are dropped so older code still opens the store."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One search result: a chunk (`id` is `docid#n`), its document's title and metadata, and the cosine score."""
-
-    id: str
-    title: str
-    text: str
-    score: float
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "title": self.title, "text": self.text, "score": self.score, "metadata": self.metadata}
-
-
-def sample_kb_path() -> Path:
-    """The shipped sample knowledge base (HotpotQA passages, CC BY-SA 4.0; see SAMPLE_KB_LICENSE.md)."""
-    return Path(str(resources.files("agentdistill") / "data" / "sample_kb.jsonl"))
-
-
-def sample_questions_path() -> Path:
-    """Questions whose supporting passages are in the sample knowledge base (id, question, answer, ...)."""
-    return Path(str(resources.files("agentdistill") / "data" / "sample_questions.jsonl"))
 
 
 class KnowledgeStore:
@@ -396,130 +310,3 @@ class KnowledgeStore:
 
     def close(self) -> None:
         self._db.close()
-
-
-def open_store(
-    name: str,
-    root: str | Path | None = None,
-    *,
-    embedder: Embedder | str | None = None,
-    config: KnowledgeConfig | None = None,
-    device: str | None = None,
-) -> KnowledgeStore:
-    """Open the current generation, checking manifest, index and database against each other.
-
-    `root=None` is where the CLI keeps knowledge bases: `<home>/kb` (home: $AGENTDISTILL_HOME or ~/.agentdistill).
-    `embedder=None` recreates the embedder recorded in the manifest on first search; an explicit one must match it.
-    `config=None` reuses the chunking and index settings the store was built with.
-    """
-    root = default_kb_root() if root is None else Path(root)
-    loaded = store_files.load_generation(store_dir(root, name), name=name, root=root)
-    manifest = loaded.manifest
-    store = KnowledgeStore(
-        name,
-        root,
-        db=loaded.db,
-        index=loaded.index,
-        config=config or KnowledgeConfig.from_dict(manifest.get("config", {})),
-        embedder=None,
-        embedder_name=manifest["embedder"]["name"],
-        embedder_spec=manifest["embedder"]["spec"],
-        dim=int(manifest["dim"]),
-        manifest=manifest,
-        device=device,
-    )
-    if embedder is not None:
-        emb = embedder if isinstance(embedder, Embedder) else make_embedder(embedder, device=device)
-        store.check_embedder(emb)
-        store._embedder = emb
-    return store
-
-
-def default_kb_root() -> Path:
-    """Where the CLI keeps knowledge bases: `<home>/kb`."""
-    return home_dir() / "kb"
-
-
-def sample_store(root: str | Path | None = None, *, device: str | None = None) -> KnowledgeStore:
-    """The shipped sample knowledge base (48 HotpotQA questions' passages) under `root` (default `<home>/kb`),
-    built from the package on first use."""
-    root = default_kb_root() if root is None else Path(root)
-    try:
-        return open_store("sample", root, device=device)
-    except StoreNotFound:
-        return build_store("sample", root, sample_kb_path(), device=device)
-
-
-def add_documents(
-    name: str,
-    root: str | Path,
-    documents: Sequence[Document | Mapping[str, Any]],
-    *,
-    upsert: bool = False,
-    embedder: Embedder | str | None = None,
-    progress: bool | None = None,
-    retries: int = 5,
-) -> tuple[KnowledgeStore, int]:
-    """Add documents to store `name` and save: (the saved store, chunks added).
-
-    When another writer saves the store in between (two `kb add` at once), this one's save is refused rather
-    than dropping theirs; the store is reopened with their change and the documents are added again.
-    """
-    for attempt in range(retries + 1):
-        store = open_store(name, root, embedder=embedder)
-        chunks = store.add(documents, upsert=upsert, progress=progress if attempt == 0 else False)
-        try:
-            store.save()
-            return store, chunks
-        except store_files.StoreChanged:
-            embedder = store.embedder  # loaded once, reused by the next attempt
-            store.close()
-            if attempt == retries:
-                raise
-    raise AssertionError("unreachable")
-
-
-def build_store(
-    name: str,
-    root: str | Path,
-    source: str | Path | Iterable[Document | Mapping[str, Any]],
-    *,
-    embedder: Embedder | str | None = None,
-    config: KnowledgeConfig | None = None,
-    device: str | None = None,
-    progress: bool | None = None,
-) -> KnowledgeStore:
-    """Build a store from a JSONL file, a folder or documents, and save it (replacing any store of that name)."""
-    docs = load_documents(source) if isinstance(source, str | Path) else list(source)
-    store = KnowledgeStore.create(name, root, embedder=embedder, config=config, device=device)
-    store.add(docs, progress=progress)
-    store.save()
-    return store
-
-
-__all__ = [
-    "add_documents",
-    "CorruptStore",
-    "Document",
-    "DocumentNotFound",
-    "DuplicateDocument",
-    "Embedder",
-    "EmbedderMismatch",
-    "Hit",
-    "InvalidFilter",
-    "KnowledgeConfig",
-    "KnowledgeStore",
-    "StoreInfo",
-    "StoreNotFound",
-    "build_store",
-    "default_kb_root",
-    "delete_store",
-    "list_stores",
-    "load_documents",
-    "open_store",
-    "read_info",
-    "sample_kb_path",
-    "sample_questions_path",
-    "sample_store",
-    "store_dir",
-]

@@ -341,16 +341,16 @@ ELSEWHERE = {
                   ("tests/benchmarks/test_rec_bench.py", '"--suite", "rec-netflix"')],
     "bench report": [("tests/commands/test_bench_report.py", "invoke(report, ")],
     "bench compare": [("tests/commands/test_bench_report.py", "invoke(compare, ")],
-    "distill run": [("tests/distill/test_pipeline.py", '"distill", "run"'),
-                    ("tests/distill/test_pipeline_recbot.py", '"distill", "run"')],
-    "distill collect": [("tests/distill/test_pipeline.py", '"distill", "collect"')],
+    "distill run": [("tests/distill/workflow/test_pipeline.py", '"distill", "run"'),
+                    ("tests/distill/workflow/test_pipeline_recbot.py", '"distill", "run"')],
+    "distill collect": [("tests/distill/workflow/test_pipeline.py", '"distill", "collect"')],
     "distill dataset": [("tests/distill/test_data.py", "runner.invoke(dataset, ")],
-    "distill eval": [("tests/distill/test_pipeline_recbot.py", 'for stage in ("collect", "eval")')],
+    "distill eval": [("tests/distill/workflow/test_pipeline_recbot.py", 'for stage in ("collect", "eval")')],
     "distill train": [("tests/distill/test_train_command.py", "CliRunner().invoke(train, "),
                       ("tests/distill/test_trl_engine.py", '"--engine", engine'),
                       ("tests/distill/test_accelerate_configs.py", '"torch.distributed.run"')],
-    "distill compress": [("tests/distill/test_pipeline.py", '"distill", "compress"')],
-    "distill publish": [("tests/distill/test_publish.py", '"distill", "publish"')],
+    "distill compress": [("tests/distill/workflow/test_pipeline.py", '"distill", "compress"')],
+    "distill publish": [("tests/distill/workflow/test_publish.py", '"distill", "publish"')],
     "distill export": [("tests/distill/test_export_gguf.py", '["export", "--model-dir"')],
     "serve": [("tests/distill/test_serve.py", "from agentdistill.commands.serve import serve; serve.main")],
     "demo": [("tests/commands/test_demo.py", '["demo", "--limit", "2", "--model"')],
@@ -520,7 +520,7 @@ def test_readme_kb_and_catalog_commands_run_as_written(clone: Path, home: Path) 
         encoding="utf-8",
     )
     run("agentdistill catalog import titles.csv --map title=name --map genres=tags --out mycatalog")
-    from agentdistill.tools.catalog import Catalog
+    from agentdistill.memory.catalog import Catalog
 
     imported = Catalog.open(clone / "mycatalog")
     assert len(imported) == 2 and imported.get("a1").title == "Quiet Lake"

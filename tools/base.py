@@ -116,8 +116,11 @@ class ToolResult:
     error_kind: ErrorKind | None = None
 
 
-def run_tool(by_name: Mapping[str, Tool], call: ToolCall | ParseFault) -> ToolResult:
-    """Run one model action. Model faults become `Error: ...` text; an exception inside a tool propagates."""
+def run_tool(
+    by_name: Mapping[str, Tool], call: ToolCall | ParseFault, *, report_exceptions: bool = False
+) -> ToolResult:
+    """Run one model action. Model faults become `Error: ...` text; an exception inside a tool propagates,
+    unless `report_exceptions`: agents pass it so a tool that raises is reported to the model, not the user."""
     if isinstance(call, ParseFault):
         message = call.message if call.message.startswith("Error:") else f"Error: {call.message}"
         return ToolResult(message, "parse")
@@ -130,7 +133,17 @@ def run_tool(by_name: Mapping[str, Tool], call: ToolCall | ParseFault) -> ToolRe
     args, problem = bind_arguments(tool, call.args)
     if problem is not None:
         return ToolResult(f"Error: bad arguments for {tool.name}: {problem}. Usage: {tool.usage()}", "bad_arguments")
-    text = tool.fn(**args)
+    return call_tool(tool, args, report_exceptions=report_exceptions)
+
+
+def call_tool(tool: Tool, args: Mapping[str, Any], *, report_exceptions: bool = False) -> ToolResult:
+    """Call a tool with already-bound arguments; `report_exceptions` as in `run_tool`."""
+    try:
+        text = tool.fn(**args)
+    except Exception as exc:
+        if not report_exceptions:
+            raise
+        return ToolResult(f"Error: tool {tool.name!r} failed: {type(exc).__name__}: {exc}", "tool_exception")
     if not isinstance(text, str):
         raise TypeError(f"tool {tool.name!r} returned {type(text).__name__}; tools must return str")
     return ToolResult(text, "tool_error" if text.startswith("Error:") else None)

@@ -1,305 +1,203 @@
-"""A catalog of titles: typed attributes in SQLite for hard filters, descriptions in a KnowledgeStore for retrieval.
+"""The catalog (`agentdistill.memory.catalog`) as tools a planner names: filter, retrieve, rank, explain.
 
-`Catalog` is read-only once built (catalog_files.py keeps the on-disk generations; catalog_db.py the SQL). The
-shipped Netflix subset (`default_catalog`) is built once per embedder into `<home>/catalogs/<hash>/`. This module
-is the one import path for the catalog API: it re-exports the item and query types, import, ranking and the
-planner's tools.
+Arguments are flat JSON values: every CatalogQuery field is its own keyword (a list of strings or an integer),
+so a plan step is `{"tool": "filter", "args": {"types": ["Movie"], "genres": ["Comedies"], "year_min": 2010}}`.
+Results are JSON text holding item ids, which the next step passes on (`among`, `ids`). Faults the model can
+fix (a genre the catalog does not have, an unknown id, k out of range) come back as `Error: ...` text with
+the closest valid values; our own bugs raise.
 """
 
 from __future__ import annotations
 
 import difflib
-import hashlib
-import re
-import sqlite3
-import threading
-from collections.abc import Collection, Iterator, Sequence
-from importlib import resources
-from pathlib import Path
-from typing import Any
+import inspect
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from agentdistill.errors import AgentDistillError, StoreError
-from agentdistill.memory.embedders import Embedder
-from agentdistill.memory.knowledge import KnowledgeStore, open_store
-from agentdistill.memory.store_files import EmbedderMismatch
-from agentdistill.tools import catalog_db, catalog_files
-from agentdistill.tools.catalog_files import CatalogNotFound, CorruptCatalog, InvalidCatalog
-from agentdistill.tools.catalog_import import import_catalog
-from agentdistill.tools.catalog_rank import Ranked, explain, rank
-from agentdistill.tools.catalog_tools import make_catalog_tools
-from agentdistill.tools.catalog_types import (
-    MOVIE,
+from agentdistill.memory.catalog.items import (
+    LIST_FIELDS,
     QUERY_FIELDS,
-    SHOW,
     CatalogItem,
     CatalogQuery,
-    FieldCheck,
     InvalidCatalogValue,
     Vocabulary,
     key,
 )
+from agentdistill.memory.catalog.rank import explain, rank
+from agentdistill.tools.base import Tool
 
-_TITLE_CUTOFF = 0.8  # difflib ratio for a fuzzy title match: 'Stranger Thing' finds it, 'Strangers' does not
+if TYPE_CHECKING:
+    from agentdistill.memory.catalog.store import Catalog
+
+DEFAULT_HARD = ("types", "exclude_genres", "exclude_countries", "exclude_ratings", "exclude_people", "exclude_ids")
+_VOCABULARY_OF = {
+    "types": "types",
+    "genres": "genres",
+    "exclude_genres": "genres",
+    "countries": "countries",
+    "exclude_countries": "countries",
+    "ratings": "ratings",
+    "exclude_ratings": "ratings",
+}
+_MAX_K = 50  # results per call: more would not fit a small model's context anyway
 
 
-class CatalogEmbedderMismatch(StoreError):
-    def __init__(self, directory: Path, built_with: str, given: str) -> None:
-        super().__init__(
-            f"catalog {directory} was embedded with {built_with!r}, but {given!r} was passed: their vectors are not "
-            "comparable. Pass the embedder that built it (or none, to use the recorded one), or rebuild the catalog."
+def make_catalog_tools(catalog: Catalog) -> list[Tool]:
+    """filter, retrieve, rank and explain over `catalog`, in that order."""
+    vocabulary = catalog.vocabulary()
+
+    def filter_(**args: Any) -> str:
+        """Hard filter: the titles that meet every constraint given. Lists mean any-of, exclude_* mean none-of.
+        Use the catalog's exact names: types "Movie" / "TV Show", genres like "Horror Movies" or "TV Comedies",
+        ratings like "PG-13". year_* are release years; duration_* are minutes (movies only); seasons_max is for
+        shows. Returns JSON {"count": N, "items": [{"id", "summary"}]} with the first `limit` matches; pass the
+        ids on as retrieve(among=...) or rank(ids=...)."""
+        limit = args.pop("limit")
+        if not 1 <= limit <= _MAX_K:
+            return f"Error: limit must be between 1 and {_MAX_K}, got {limit}."
+        query = _query(args, vocabulary)
+        if isinstance(query, str):
+            return query
+        items = catalog.filter(query)
+        return _json({"count": len(items), "items": [_brief(item) for item in items[:limit]]})
+
+    def retrieve(text: str, k: int = 10, among: list[str] | None = None) -> str:
+        """Semantic search: the k titles whose description is closest in meaning to `text` (a mood, a plot, a
+        vibe: "cosy small-town mystery"), best first, optionally only among the given ids (e.g. filter's result).
+        Returns JSON {"items": [{"id", "summary", "score"}]}."""
+        if not text.strip():
+            return 'Error: text is empty. Example: retrieve(text="gritty heist with a twist", k=10).'
+        if not 1 <= k <= _MAX_K:
+            return f"Error: k must be between 1 and {_MAX_K}, got {k}."
+        if among is not None and (problem := _unknown_ids(catalog, among)):
+            return problem
+        hits = catalog.retrieve(text, k=k, among=among)
+        return _json({"items": [{**_brief(item), "score": round(score, 4)} for item, score in hits]})
+
+    def rank_(**args: Any) -> str:
+        """Order candidate titles (the ids from filter or retrieve; all titles when ids is omitted) by relevance
+        to `text` plus how many of the soft wishes they meet (the same fields as filter, which here only rank),
+        with `diversity` (0..1) spreading the picks over genres. Returns JSON {"items": [{"id", "summary",
+        "score", "reasons"}]} for the best k."""
+        ids, text, k, diversity = args.pop("ids"), args.pop("text"), args.pop("k"), args.pop("diversity")
+        if not 1 <= k <= _MAX_K:
+            return f"Error: k must be between 1 and {_MAX_K}, got {k}."
+        if not 0 <= diversity <= 1:
+            return f"Error: diversity must be between 0 and 1, got {diversity}."
+        soft = _query(args, vocabulary)
+        if isinstance(soft, str):
+            return soft
+        if ids is not None and (problem := _unknown_ids(catalog, ids)):
+            return problem
+        candidates = catalog.get_many(ids) if ids is not None else catalog.items()
+        ranked = rank(catalog, candidates, text=text, soft=soft, k=k, diversity=diversity)
+        return _json({"items": [r.to_dict() for r in ranked]})
+
+    def explain_(**args: Any) -> str:
+        """Explain recommendations: for each id, which wishes the title meets and which it misses. Pass the
+        user's wishes as the same fields as filter, name the ones that are hard requirements in `hard` (default:
+        types and every exclude_* field), and the request text in `text`. Returns JSON {"explanations": [{"id",
+        "explanation"}]}."""
+        ids, text, hard_fields = args.pop("ids"), args.pop("text"), args.pop("hard")
+        hard_fields = list(DEFAULT_HARD) if hard_fields is None else hard_fields
+        unknown = [f for f in hard_fields if f not in QUERY_FIELDS]
+        if unknown:
+            return (
+                f"Error: hard names unknown field(s) {', '.join(map(repr, unknown))}; use some of {list(QUERY_FIELDS)}."
+            )
+        if not ids:
+            return "Error: ids is empty: pass the ids to explain, e.g. the ids rank returned."
+        if problem := _unknown_ids(catalog, ids):
+            return problem
+        wishes = _query(args, vocabulary)
+        if isinstance(wishes, str):
+            return wishes
+        soft_fields = [f for f in QUERY_FIELDS if f not in hard_fields]
+        hard, soft = wishes.without(*soft_fields), wishes.without(*hard_fields)
+        return _json(
+            {"explanations": [{"id": i.id, "explanation": explain(i, hard, soft, text)} for i in catalog.get_many(ids)]}
         )
 
-
-class CatalogItemNotFound(AgentDistillError):
-    def __init__(self, item_id: str, suggestions: Sequence[str]) -> None:
-        hint = f" Did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
-        super().__init__(f"no catalog item with id {item_id!r}.{hint}")
-        self.item_id, self.suggestions = item_id, list(suggestions)
-
-
-class Catalog:
-    """Open with `Catalog.open` or make with `Catalog.build`; read-only and safe to share between threads."""
-
-    def __init__(
-        self, directory: Path, generation: Path, db: sqlite3.Connection, kb: KnowledgeStore, manifest: dict[str, Any]
-    ) -> None:
-        self.directory, self.generation = directory, generation
-        self._db, self._kb, self._lock, self._manifest = db, kb, threading.Lock(), manifest
-        self._titles: list[tuple[str, str, str]] | None = None  # (id, title, normalized title), built on first use
-        self._vocabulary: Vocabulary | None = None
-        self._decoded: dict[int, CatalogItem] = {}  # seq -> item: decoding and validating JSON dominates a filter
-
-    @classmethod
-    def build(cls, directory: Path, items: Sequence[CatalogItem], embedder: Embedder) -> Catalog:
-        """Write `items` as a new generation of the catalog in `directory` (replacing any older one) and open it."""
-        directory = Path(directory)
-        with catalog_files.locked(directory):
-            catalog_files.write_generation(directory, items, embedder)
-        return cls.open(directory, embedder)
-
-    @classmethod
-    def open(cls, directory: Path, embedder: Embedder | None = None) -> Catalog:
-        """Open the live generation; `embedder=None` loads the recorded one on the first `retrieve`."""
-        directory = Path(directory)
-        current = directory / catalog_files.CURRENT
-        if not current.is_file():
-            raise CatalogNotFound(directory)
-        name = current.read_text(encoding="utf-8").strip()
-        generation = directory / name
-        if not catalog_files.GEN.fullmatch(name) or not generation.is_dir():
-            raise CorruptCatalog(current, f"names {name!r}, which is not a generation directory here")
-        manifest = catalog_files.read_manifest(generation / catalog_files.MANIFEST)
-        db_path = generation / catalog_files.DB_FILE
-        if not db_path.is_file():
-            raise CorruptCatalog(db_path, "the file is missing")
-        db = catalog_db.open_readonly(db_path)
-        try:
-            items = catalog_db.count(db)
-        except sqlite3.DatabaseError as exc:
-            db.close()
-            raise CorruptCatalog(db_path, f"SQLite cannot read it ({exc})") from exc
-        if items != manifest["items"]:
-            db.close()
-            raise CorruptCatalog(db_path, f"holds {items} items, the manifest says {manifest['items']}")
-        try:
-            kb = open_store(catalog_files.KB_NAME, generation / catalog_files.KB_DIR, embedder=embedder)
-        except EmbedderMismatch as exc:
-            db.close()
-            raise CatalogEmbedderMismatch(directory, manifest["embedder"]["name"], exc.given) from exc
-        except StoreError as exc:
-            db.close()
-            raise CorruptCatalog(generation / catalog_files.KB_DIR, str(exc)) from exc
-        if len(kb) != items:
-            db.close()
-            raise CorruptCatalog(generation / catalog_files.KB_DIR, f"holds {len(kb)} descriptions for {items} items")
-        return cls(directory, generation, db, kb, manifest)
-
-    def close(self) -> None:
-        self._db.close()
-        self._kb.close()
-
-    def __len__(self) -> int:
-        return int(self._manifest["items"])
-
-    def __iter__(self) -> Iterator[CatalogItem]:
-        return iter(self.items())
-
-    def items(self) -> list[CatalogItem]:
-        """Every item, in catalog order (the order they were built from)."""
-        return self.filter(CatalogQuery())
-
-    def get(self, item_id: str) -> CatalogItem:
-        """The item with this id; a miss suggests close ids (and the id of an item titled like `item_id`)."""
-        found = self.get_many([item_id])
-        if found:
-            return found[0]
-        raise CatalogItemNotFound(item_id, self.suggest_ids(item_id))
-
-    def get_many(self, ids: Sequence[str]) -> list[CatalogItem]:
-        """The items with these ids in the order given; unknown ids are skipped (see `suggest_ids`)."""
-        with self._lock:
-            found = catalog_db.by_ids(self._db, list(ids))
-        return self._decode([found[i] for i in dict.fromkeys(ids) if i in found])
-
-    def suggest_ids(self, item_id: str) -> list[str]:
-        """Close ids, then the id of a title matching `item_id` (models often pass a title where an id belongs)."""
-        titles = self._title_index()
-        guesses = difflib.get_close_matches(item_id, [t[0] for t in titles], n=3, cutoff=0.5)  # ids are short
-        titled = self.find_title(item_id)
-        return ([titled.id] if titled and titled.id not in guesses else []) + guesses
-
-    def find_title(self, title: str) -> CatalogItem | None:
-        """Exact title (case-insensitive), then ignoring punctuation and a leading article, then fuzzy; else None."""
-        if not title.strip():
-            return None
-        with self._lock:
-            exact = catalog_db.by_title_key(self._db, key(title))
-        if exact is not None:
-            return self._decode([exact])[0]
-        titles = self._title_index()
-        wanted = _normal_title(title)
-        match = next((t[0] for t in titles if t[2] == wanted), None)
-        if match is None:
-            close = difflib.get_close_matches(wanted, [t[2] for t in titles], n=1, cutoff=_TITLE_CUTOFF)
-            match = next((t[0] for t in titles if close and t[2] == close[0]), None)
-        return self.get_many([match])[0] if match is not None else None
-
-    def filter(self, query: CatalogQuery, *, limit: int | None = None) -> list[CatalogItem]:
-        """Items meeting every constraint of `query`, in catalog order; exactly those `query.violations` passes."""
-        if limit is not None and limit < 0:
-            raise ValueError(f"limit must be >= 0 or None, got {limit}")
-        with self._lock:
-            rows = catalog_db.select(self._db, query, limit)
-        return self._decode(rows)
-
-    def retrieve(
-        self, text: str, *, k: int = 20, among: Collection[str] | None = None
-    ) -> list[tuple[CatalogItem, float]]:
-        """The k items whose description is closest in meaning to `text` (cosine, best first), optionally only
-        among the given ids. Blank text or an empty `among` retrieves nothing."""
-        if not text.strip() or k < 1:
-            return []
-        filters = None
-        if among is not None:
-            ids = list(dict.fromkeys(among))
-            if not ids:
-                return []
-            filters = {"id": ids}
-        hits = self._kb.search(text, k=k, filters=filters)
-        items = {item.id: item for item in self.get_many([h.metadata["doc_id"] for h in hits])}
-        return [(items[h.metadata["doc_id"]], h.score) for h in hits if h.metadata["doc_id"] in items]
-
-    def vocabulary(self) -> Vocabulary:
-        """Types, genres, countries and ratings present in the catalog (one spelling each, sorted)."""
-        if self._vocabulary is None:
-            with self._lock:
-                values = {a: catalog_db.distinct(self._db, a) for a in ("type", "genres", "countries", "rating")}
-            spelled = {a: sorted({key(v): v for v in reversed(vs)}.values(), key=key) for a, vs in values.items()}
-            self._vocabulary = Vocabulary(
-                types=tuple(spelled["type"]),
-                genres=tuple(spelled["genres"]),
-                countries=tuple(spelled["countries"]),
-                ratings=tuple(spelled["rating"]),
-            )
-        return self._vocabulary
-
-    @property
-    def embedder_name(self) -> str:
-        return str(self._manifest["embedder"]["name"])
-
-    def info(self) -> dict[str, Any]:
-        """What `catalog info` shows: where it is, what it holds, how it was embedded."""
-        with self._lock:
-            kinds = dict(self._db.execute("SELECT json_extract(data, '$.type'), COUNT(*) FROM items GROUP BY 1"))
-            low, high = self._db.execute("SELECT MIN(release_year), MAX(release_year) FROM items").fetchone()
-        vocabulary = self.vocabulary()
-        return {
-            "directory": str(self.directory),
-            "generation": self.generation.name,
-            "items": len(self),
-            "by_type": kinds,
-            "years": [low, high],
-            "genres": len(vocabulary.genres),
-            "countries": len(vocabulary.countries),
-            "ratings": list(vocabulary.ratings),
-            "embedder": self._manifest["embedder"]["name"],
-            "embedder_spec": self._manifest["embedder"]["spec"],
-            "content_sha256": self._manifest["content_sha256"],
-            "built": self._manifest["built"],
-        }
-
-    def _decode(self, rows: Sequence[catalog_db.Row]) -> list[CatalogItem]:
-        out = []
-        for seq, data in rows:
-            found = self._decoded.get(seq)
-            if found is None:
-                found = self._decoded[seq] = catalog_db.decode(data)  # read-only catalog: the cache never goes stale
-            out.append(found)
-        return out
-
-    def _title_index(self) -> list[tuple[str, str, str]]:
-        if self._titles is None:
-            with self._lock:
-                rows = catalog_db.titles(self._db)
-            self._titles = [(i, t, _normal_title(t)) for i, t in rows]  # immutable catalog: computing twice is harmless
-        return self._titles
+    optional_list = list[str] | None
+    return [
+        _tool(filter_, "filter", [], [("limit", int, 20)]),
+        Tool.from_function(retrieve),
+        _tool(
+            rank_, "rank", [("ids", optional_list, None), ("text", str, "")], [("k", int, 5), ("diversity", float, 0.3)]
+        ),
+        _tool(
+            explain_,
+            "explain",
+            [("ids", list[str], inspect.Parameter.empty), ("text", str, "")],
+            [("hard", optional_list, None)],
+        ),
+    ]
 
 
-def packaged_catalog_path() -> Path:
-    """The shipped Netflix subset (CC0; see NETFLIX_CATALOG_LICENSE.md), one CatalogItem.to_dict() per line."""
-    return Path(str(resources.files("agentdistill") / "data" / "netflix_catalog.jsonl"))
+def _tool(
+    fn: Callable[..., str], name: str, before: Sequence[tuple[str, Any, Any]], after: Sequence[tuple[str, Any, Any]]
+) -> Tool:
+    """Give `fn(**args)` a real signature: `before`, every CatalogQuery field, then `after`, so the tool schema
+    lists each field as its own argument and `bind_arguments` validates them."""
+    query_params = [(f, list[str] | None if f in LIST_FIELDS else int | None, None) for f in QUERY_FIELDS]
+    params = [
+        inspect.Parameter(pname, inspect.Parameter.KEYWORD_ONLY, annotation=hint, default=default)
+        for pname, hint, default in (*before, *query_params, *after)
+    ]
+    defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+    def call(**args: Any) -> str:
+        return fn(**(defaults | args))  # a direct call may leave arguments out; bind_arguments does not fill them
+
+    call.__signature__ = inspect.Signature(params, return_annotation=str)  # type: ignore[attr-defined]
+    call.__annotations__ = {p.name: p.annotation for p in params} | {"return": str}
+    call.__doc__ = fn.__doc__
+    return Tool.from_function(call, name=name)
 
 
-def load_items(path: Path) -> list[CatalogItem]:
-    """Items from a JSONL file in CatalogItem.to_dict() form (the packaged catalog's format)."""
-    return import_catalog(path)
+def _query(args: Mapping[str, Any], vocabulary: Vocabulary) -> CatalogQuery | str:
+    """A CatalogQuery from tool arguments, or `Error: ...` naming a value the catalog does not have."""
+    values = {name: value for name, value in args.items() if value not in (None, [])}
+    for name, value in values.items():
+        allowed = _VOCABULARY_OF.get(name)
+        if allowed is None:
+            continue
+        names: tuple[str, ...] = getattr(vocabulary, allowed)
+        known = {key(n) for n in names}
+        for wanted in value:
+            if key(wanted) not in known:
+                return f"Error: {name}: the catalog has no {allowed[:-1]} {wanted!r}. {_closest(wanted, names)}"
+    try:
+        return CatalogQuery(**values)
+    except InvalidCatalogValue as exc:
+        return f"Error: {exc}"
 
 
-def default_catalog(home: Path, embedder: Embedder) -> Catalog:
-    """The shipped Netflix subset, built on first use into `<home>/catalogs/<hash>/` and reopened after that.
-
-    The hash covers the packaged file, the embedder and the on-disk format, so a new package version or another
-    embedder gets its own directory instead of stale vectors. Concurrent first uses build it once (file lock).
-    """
-    source = packaged_catalog_path()
-    digest = hashlib.sha256(source.read_bytes())
-    digest.update(f"\0{embedder.name}\0{embedder.dim}\0{catalog_files.FORMAT_VERSION}".encode())
-    directory = Path(home) / "catalogs" / f"netflix-{digest.hexdigest()[:16]}"
-    with catalog_files.locked(directory):
-        try:
-            return Catalog.open(directory, embedder)
-        except (CatalogNotFound, CorruptCatalog):
-            catalog_files.write_generation(directory, load_items(source), embedder)
-    return Catalog.open(directory, embedder)
+def _closest(value: str, names: Sequence[str]) -> str:
+    by_key = {key(n): n for n in names}
+    contains = [n for k, n in by_key.items() if key(value) in k]
+    close = [by_key[k] for k in difflib.get_close_matches(key(value), list(by_key), n=3, cutoff=0.5)]
+    guesses = list(dict.fromkeys(contains + close))[:4]
+    if guesses:
+        return f"Did you mean {', '.join(repr(g) for g in guesses)}?"
+    return f"Valid values: {', '.join(names[:40])}{' ...' if len(names) > 40 else ''}."
 
 
-def _normal_title(title: str) -> str:
-    words = re.sub(r"[^\w]+", " ", key(title)).split()
-    if len(words) > 1 and words[0] in ("the", "a", "an"):
-        words = words[1:]
-    return " ".join(words)
+def _unknown_ids(catalog: Catalog, ids: Sequence[str]) -> str:
+    found = {item.id for item in catalog.get_many(ids)}
+    missing = [i for i in ids if i not in found]
+    if not missing:
+        return ""
+    hints = catalog.suggest_ids(missing[0])
+    hint = f" Did you mean {', '.join(repr(h) for h in hints)}?" if hints else ""
+    listed = ", ".join(repr(m) for m in missing[:5])
+    return f"Error: unknown id(s) {listed}: pass ids exactly as filter, retrieve or rank returned them.{hint}"
 
 
-__all__ = [
-    "MOVIE",
-    "QUERY_FIELDS",
-    "SHOW",
-    "Catalog",
-    "CatalogEmbedderMismatch",
-    "CatalogItem",
-    "CatalogItemNotFound",
-    "CatalogNotFound",
-    "CatalogQuery",
-    "CorruptCatalog",
-    "FieldCheck",
-    "InvalidCatalog",
-    "InvalidCatalogValue",
-    "Ranked",
-    "Vocabulary",
-    "default_catalog",
-    "explain",
-    "import_catalog",
-    "make_catalog_tools",
-    "packaged_catalog_path",
-    "rank",
-]
+def _brief(item: CatalogItem) -> dict[str, str]:
+    return {"id": item.id, "summary": item.summary()}
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False)

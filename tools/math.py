@@ -33,7 +33,7 @@ from sympy.polys.polyerrors import BasePolynomialError
 
 from agentdistill.errors import AgentDistillError
 from agentdistill.tools.base import Tool
-from agentdistill.tools.python_sandbox import PythonSandbox, SandboxConfig, SandboxSession
+from agentdistill.tools.sandbox import PythonSandbox, SandboxConfig, SandboxSession
 
 _TRANSFORMS = (*standard_transformations, implicit_multiplication, implicit_application, convert_xor)
 _MAX_CHARS = 2000

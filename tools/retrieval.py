@@ -7,7 +7,8 @@ broken index raises, because that is our bug and not something the model can fix
 
 from __future__ import annotations
 
-from agentdistill.memory.knowledge import DocumentNotFound, KnowledgeStore
+from agentdistill.memory.knowledge import KnowledgeStore
+from agentdistill.memory.knowledge_types import DocumentNotFound
 from agentdistill.tools.base import Tool
 
 PASSAGE_CHARS = 600  # characters of each passage shown; small models drown in long observations

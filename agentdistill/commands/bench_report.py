@@ -27,7 +27,8 @@ _run_dir = click.Path(exists=True, file_okay=False, path_type=Path)
 @json_option
 def report(run_dir: Path, out_dir: Path | None, as_json: bool) -> None:
     """Report one run: summary table here, report.md + report.json + PNG plots on disk."""
-    from agentdistill.benchmarks.report import summary_rows, write_report
+    from agentdistill.benchmarks.report import write_report
+    from agentdistill.benchmarks.report_text import summary_rows
 
     path = write_report(run_dir, out_dir)
     data = json.loads((path.parent / "report.json").read_text(encoding="utf-8"))
@@ -52,7 +53,8 @@ def report(run_dir: Path, out_dir: Path | None, as_json: bool) -> None:
 @json_option
 def compare(run_dirs: tuple[Path, ...], out_dir: Path | None, as_json: bool) -> None:
     """Compare runs side by side (e.g. a teacher and its student) on the items they all finished."""
-    from agentdistill.benchmarks.report import compare_rows, compare_runs
+    from agentdistill.benchmarks.report import compare_runs
+    from agentdistill.benchmarks.report_text import compare_rows
 
     if len(run_dirs) < 2:
         raise click.UsageError("compare needs at least two RUN_DIRs; for one run use `agentdistill bench report RUN`.")

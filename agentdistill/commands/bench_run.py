@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -22,14 +21,15 @@ from typing import Any
 
 import click
 
-from agentdistill.agents.factory import AGENTS, build_agent, check_agent, metric_options, prompt_hash
+from agentdistill.agents.factory import AGENTS, check_agent, metric_options, prompt_hash
 from agentdistill.benchmarks.items import Item, items_digest
 from agentdistill.benchmarks.metrics import METRICS
 from agentdistill.benchmarks.results import RunDir, RunSpec
-from agentdistill.benchmarks.runner import RunnerConfig, RunSummary, run_benchmark
+from agentdistill.benchmarks.runner import RunnerConfig, RunSummary
+from agentdistill.benchmarks.suite_run import SuiteAgent, run_suite
 from agentdistill.benchmarks.suites.kb_cache import suite_kb
 from agentdistill.benchmarks.suites.rec_metrics import rec_rows, rec_summary
-from agentdistill.benchmarks.suites.rec_setup import rec_episode, session_graph, suite_catalog
+from agentdistill.benchmarks.suites.rec_setup import suite_catalog
 from agentdistill.benchmarks.suites.registry import (
     SUITES,
     DataDirRequired,
@@ -40,15 +40,13 @@ from agentdistill.benchmarks.suites.registry import (
     with_path,
 )
 from agentdistill.benchmarks.suites.suite import Suite
-from agentdistill.commands.common import emit_json, json_option, settings, table
+from agentdistill.commands.common import emit_json, json_option, parse_field, parse_option, settings, table
 from agentdistill.config import Settings
 from agentdistill.errors import AgentDistillError
 from agentdistill.memory.trajectories import TrajectoryStore
 from agentdistill.models import make_chat_model
 from agentdistill.models.base import ChatModel
 from agentdistill.models.engine_model import ENGINE_MODES, open_model
-from agentdistill.tools.python_sandbox import PythonSandbox, SandboxConfig
-from agentdistill.trajectory import Recorder
 
 # what RunSpec.same_work compares
 SPEC_FIELDS = ("suite", "agent", "model", "item_ids", "seed", "max_steps", "options", "kb", "embedder")
@@ -118,7 +116,7 @@ def run(
     options = dict(parse_option(o) for o in agent_options) or None
     _check_episode_options(suite, agent, options if options is not None else (base.options if base else {}))
     chosen_embedder = embedder if embedder is not None else (base.embedder if base else None)
-    catalog = suite_catalog(suite, config.home, chosen_embedder, _device(config))
+    catalog = suite_catalog(suite, config.home, chosen_embedder, config.torch_device)
     # every line validated: bad data fails before any call
     items = load_items(suite, data_dir or config.data_dir, catalog=catalog)
     asked = {"agent": agent, "model": model_spec, "seed": seed, "max_steps": max_steps, "label": label,
@@ -126,7 +124,7 @@ def run(
     spec = _spec(suite, items, asked, limit=limit, base=base, config=config)
     if stored is not None:
         _check_same_work(stored, spec)
-    kb = suite_kb(suite, items, config.kb_root, kb_name=spec.kb, embedder=spec.embedder, device=_device(config))
+    kb = suite_kb(suite, items, config.kb_root, kb_name=spec.kb, embedder=spec.embedder, device=config.torch_device)
     with contextlib.ExitStack() as stack:
         model = stack.enter_context(
             open_model(spec.model, config.model_options(), concurrency=concurrency, engine=engine_mode,  # type: ignore[arg-type]
@@ -143,33 +141,23 @@ def _run(
 ) -> None:  # fmt: skip
     target = stored or RunDir.create(run_dir or _default_run_dir(config, spec), spec)
     click.echo(f"run dir: {target.path} ({len(target.pending_ids())} of {len(spec.item_ids)} items to run)", err=True)
-    sandbox = PythonSandbox(SandboxConfig(), preamble="import sympy") if agent == "codeact" else None
+    setup = SuiteAgent(suite, agent, dict(target.spec.options), max_steps=spec.max_steps, kb=kb, catalog=catalog)
+    shown = setup.options
+    if suite.episode is not None:  # what the model is shown: the agent's options without the simulated user's
+        from agentdistill.benchmarks.suites.rec_episode import split_options
 
-    agent_opts, episode = dict(target.spec.options), None
-    if suite.episode is not None and catalog is not None:
-
-        def user_model(spec: str | None) -> ChatModel:
-            return make_chat_model(spec, config.model_options()) if spec else model
-
-        agent_opts, episode = rec_episode(suite.episode, catalog, agent_opts, user_model)
-
-    graph_opts = metric_options(agent, suite.metric, agent_opts)
-
-    def make_graph(recorder: Recorder) -> Any:
-        if catalog is not None:
-            return session_graph(model, recorder, catalog, agent_opts)
-        return build_agent(agent, model, kb=kb, recorder=recorder, max_steps=spec.max_steps, sandbox=sandbox,
-                           **graph_opts)  # fmt: skip
-
+        shown = split_options(setup.options)[1]
+    meta = {"prompt_hash": prompt_hash(agent, metric_options(agent, suite.metric, shown))}
     runner = RunnerConfig(concurrency=concurrency, item_timeout_s=item_timeout, progress=None, seed=spec.seed,
-                          run_meta={"prompt_hash": prompt_hash(agent, graph_opts)})  # fmt: skip
-    metric = METRICS[suite.metric] if episode is None else None
+                          run_meta=meta)  # fmt: skip
+
+    def user_model(user_spec: str | None) -> ChatModel:
+        return make_chat_model(user_spec, config.model_options()) if user_spec else model
+
     with TrajectoryStore.open(config.trajectories_path) as store:
         try:
-            summary = run_benchmark(
-                target, items, make_graph=make_graph, store=store, metric=metric, episode=episode, config=runner,
-                model_spec=spec.model, prices=config.prices,
-            )  # fmt: skip
+            summary = run_suite(target, items, setup, model, store, runner, model_spec=spec.model,
+                                user_model=user_model, prices=config.prices)  # fmt: skip
         except KeyboardInterrupt:
             done, total = len(target.done_ids()), len(spec.item_ids)
             again = f"agentdistill bench run --suite {suite.name} --run-dir {target.path} --resume"
@@ -237,16 +225,9 @@ def _resolve_suite(
             return get_suite(name)
     if name in SUITES and not fields:  # a built-in suite's loader on the user's copy (e.g. bamboogle)
         return with_path(get_suite(name), str(data_file.resolve()))
-    mapping = dict(_parse_field(f) for f in fields)
+    mapping = dict(parse_field(f) for f in fields)
     suite = user_suite(data_file.resolve(), metric=metric, kb_name=kb_name, fields=mapping, agent=agent or "react")
     return dataclasses.replace(suite, name=name) if name else suite
-
-
-def _parse_field(text: str) -> tuple[str, str]:
-    ours, sep, theirs = text.partition("=")
-    if not sep or not ours.strip() or not theirs.strip():
-        raise click.BadParameter(f"{text!r}: write OURS=THEIRS, e.g. --field answer=gold", param_hint="--field")
-    return ours.strip(), theirs.strip()
 
 
 def _spec(
@@ -265,15 +246,6 @@ def _spec(
     by_id = {item.id: item for item in items}
     digest = items_digest([by_id[i] for i in item_ids]) if all(i in by_id for i in item_ids) else None
     return RunSpec(suite=suite.name, agent=asked["agent"], item_ids=item_ids, items_sha256=digest, **chosen)
-
-
-def parse_option(text: str) -> tuple[str, Any]:
-    """One `--option KEY=VALUE` (bench run, distill run): VALUE is JSON when it parses, else the bare word."""
-    key, value = _parse_field(text)
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value  # a bare word such as `native`
 
 
 def _select(items: Sequence[Item], *, limit: int | None, seed: int | None) -> list[Item]:
@@ -300,10 +272,6 @@ def _check_same_work(stored: RunDir, spec: RunSpec) -> None:
 def _default_run_dir(config: Settings, spec: RunSpec) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return config.bench_root / f"{spec.suite}-{spec.agent}-{stamp}"
-
-
-def _device(config: Settings) -> str | None:
-    return None if config.device == "auto" else config.device
 
 
 def _print_summary(run_dir: RunDir, summary: RunSummary, rec: Mapping[str, Any]) -> None:

@@ -15,7 +15,7 @@ import click
 from agentdistill.commands.common import emit_json, settings, table
 
 if TYPE_CHECKING:
-    from agentdistill.tools.catalog import Catalog, CatalogItem, CatalogQuery
+    from agentdistill.memory.catalog import Catalog, CatalogItem, CatalogQuery
 
 # CatalogQuery list field -> the singular option people type (--genre Dramas --genre Comedies)
 _LIST_OPTIONS = {
@@ -54,7 +54,7 @@ def query_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _query(options: dict[str, Any]) -> CatalogQuery:
-    from agentdistill.tools.catalog import CatalogQuery
+    from agentdistill.memory.catalog import CatalogQuery
 
     values = {f: options.pop(f) for f in (*_LIST_OPTIONS, *_NUMBER_OPTIONS)}
     return CatalogQuery(**{f: v for f, v in values.items() if v not in ((), None)})
@@ -67,7 +67,7 @@ def _embedder(spec: str | None) -> Any:
 
 
 def _open(catalog_dir: Path | None, embedder: str | None) -> Catalog:
-    from agentdistill.tools.catalog import Catalog, default_catalog
+    from agentdistill.memory.catalog import Catalog, default_catalog
 
     if catalog_dir is not None:
         return Catalog.open(catalog_dir, _embedder(embedder) if embedder else None)
@@ -102,7 +102,7 @@ def catalog() -> None:
 @json_flag
 def build(out: Path | None, embedder: str | None, as_json: bool) -> None:
     """Build the shipped Netflix catalog (1500 titles), into OUT or the default place chat and bench use."""
-    from agentdistill.tools.catalog import Catalog, default_catalog, load_items, packaged_catalog_path
+    from agentdistill.memory.catalog import Catalog, default_catalog, load_items, packaged_catalog_path
 
     if out is None:
         built = default_catalog(settings(click.get_current_context()).home, _embedder(embedder))
@@ -127,7 +127,7 @@ def build(out: Path | None, embedder: str | None, as_json: bool) -> None:
 @json_flag
 def import_(file: Path, out: Path | None, pairs: tuple[str, ...], embedder: str | None, as_json: bool) -> None:
     """Build a catalog from a CSV or JSONL FILE (columns named like ours, or mapped with --map)."""
-    from agentdistill.tools.catalog import Catalog, import_catalog
+    from agentdistill.memory.catalog import Catalog, import_catalog
 
     mapping: dict[str, str] = {}
     for pair in pairs:

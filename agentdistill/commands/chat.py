@@ -25,55 +25,20 @@ from agentdistill.agents.turn import Turn, run_turn
 from agentdistill.commands.common import emit_json, json_option, settings
 from agentdistill.config import Settings
 from agentdistill.errors import AgentDistillError
-from agentdistill.memory.embedders import make_embedder
-from agentdistill.memory.knowledge import KnowledgeStore, StoreNotFound, open_store, sample_store
+from agentdistill.memory.agent_sources import CatalogNeedsRecbot, agent_sources
+from agentdistill.memory.threads import ThreadAgentMismatch, ThreadIndex
 from agentdistill.memory.trajectories import TrajectoryStore
 from agentdistill.models import make_chat_model
-from agentdistill.tools.catalog import Catalog, default_catalog
 from agentdistill.trajectory import Recorder, Step
 
 OBSERVATION_LINES = 3  # lines of each tool result shown in the chat; the full text is in the trajectory
 
 
-class ThreadAgentMismatch(AgentDistillError):
-    def __init__(self, thread_id: str, agent: str, wanted: str) -> None:
-        super().__init__(
-            f"thread {thread_id!r} was started with the {agent} agent, not {wanted}: resume it with "
-            f"`--agent {agent} --thread {thread_id}`, or start a new thread."
-        )
-
-
-def open_kb(config: Settings, name: str) -> KnowledgeStore | None:
-    """The knowledge store `name` under `<home>/kb` ("none": no KB); "sample" is built from the package on first use."""
-    if name == "none":
-        return None
-    device = None if config.device == "auto" else config.device
+def _sources(config: Settings, agent: str, kb_name: str, catalog_dir: Path | None) -> dict[str, Any]:
     try:
-        return open_store(name, config.kb_root, device=device)
-    except StoreNotFound:
-        if name != "sample":
-            raise
-    click.echo(f"building the sample knowledge base in {config.kb_root} (first use only)...", err=True)
-    return sample_store(config.kb_root, device=device)
-
-
-def open_catalog(config: Settings, agent: str, catalog_dir: Path | None) -> Catalog | None:
-    """recbot's catalog: `catalog_dir`, else the shipped Netflix titles (embedded on first use); None for others."""
-    if agent != "recbot":
-        if catalog_dir is not None:
-            raise click.UsageError(f"--catalog is a recbot option; the {agent} agent answers from --kb.")
-        return None
-    if catalog_dir is not None:
-        return Catalog.open(catalog_dir)  # with the embedder recorded when it was built
-    device = None if config.device == "auto" else config.device
-    click.echo(f"opening the shipped Netflix catalog in {config.home / 'catalogs'} (built on first use)...", err=True)
-    return default_catalog(config.home, make_embedder(None, device=device))
-
-
-def agent_sources(config: Settings, agent: str, kb_name: str, catalog_dir: Path | None) -> dict[str, Any]:
-    """What the agent answers from: a knowledge base, or (recbot) a catalog; recbot needs no KB."""
-    catalog = open_catalog(config, agent, catalog_dir)
-    return {"kb": None if agent == "recbot" else open_kb(config, kb_name), "catalog": catalog}
+        return agent_sources(config, agent, kb_name, catalog_dir, say=lambda text: click.echo(text, err=True))
+    except CatalogNeedsRecbot as exc:  # a flag that does not fit the agent: a usage error (exit 2)
+        raise click.UsageError(str(exc)) from None
 
 
 def recommended_titles(store: TrajectoryStore, run_id: str) -> list[dict[str, str]]:
@@ -98,42 +63,6 @@ class EchoRecorder(Recorder):
         if step is not None:
             self.on_step(step)
         return step
-
-
-class ThreadIndex:
-    """Which agent owns each chat thread and what it was first asked; SqliteSaver itself keeps the state."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS chat_threads (thread_id TEXT PRIMARY KEY, agent TEXT NOT NULL, "
-            "first_question TEXT NOT NULL, turns INTEGER NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL)"
-        )
-
-    def agent_of(self, thread_id: str) -> str | None:
-        row = self._db.execute("SELECT agent FROM chat_threads WHERE thread_id=?", (thread_id,)).fetchone()
-        return row[0] if row else None
-
-    def turns(self, thread_id: str) -> int:
-        row = self._db.execute("SELECT turns FROM chat_threads WHERE thread_id=?", (thread_id,)).fetchone()
-        return int(row[0]) if row else 0
-
-    def add_turn(self, thread_id: str, agent: str, question: str) -> None:
-        now = time.time()
-        self._db.execute(
-            "INSERT INTO chat_threads VALUES (?,?,?,1,?,?) "
-            "ON CONFLICT(thread_id) DO UPDATE SET turns=turns+1, updated_at=excluded.updated_at",
-            (thread_id, agent, question, now, now),
-        )
-
-    def rows(self) -> list[tuple[str, str, str, int, float]]:
-        """(thread_id, agent, first question, turns, updated_at), most recently used first."""
-        sql = "SELECT thread_id, agent, first_question, turns, updated_at FROM chat_threads ORDER BY updated_at DESC"
-        return [tuple(row) for row in self._db.execute(sql).fetchall()]
-
-    def close(self) -> None:
-        self._db.close()
 
 
 _agent_option = click.option("--agent", type=click.Choice(AGENTS), default="react", show_default=True)
@@ -182,7 +111,7 @@ def ask(
     with TrajectoryStore.open(config.trajectories_path) as store:
         recorder = Recorder(store, agent=agent, meta={"interface": "ask"})
         graph = build_agent(
-            agent, model, recorder=recorder, max_steps=max_steps, **agent_sources(config, agent, kb_name, catalog_dir),
+            agent, model, recorder=recorder, max_steps=max_steps, **_sources(config, agent, kb_name, catalog_dir),
             **native,
         )  # fmt: skip
         turn = run_turn(graph, store, question)
@@ -287,7 +216,7 @@ def chat(
             recorder = EchoRecorder(store, agent=agent, on_step=printer.step)
             graph = build_agent(
                 agent, model, recorder=recorder, checkpointer=SqliteSaver(conn), max_steps=max_steps,
-                on_token=printer.token, **agent_sources(config, agent, kb_name, catalog_dir), **native,
+                on_token=printer.token, **_sources(config, agent, kb_name, catalog_dir), **native,
             )  # fmt: skip
             turns = index.turns(thread)
             state = f"resumed, {turns} earlier turns" if turns else "new"

@@ -39,4 +39,21 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any
     Console(file=sys.stdout, width=None if sys.stdout.isatty() else 160).print(grid)
 
 
+def parse_field(text: str) -> tuple[str, str]:
+    """One `KEY=VALUE` flag value (`--field`, `--option`), both sides stripped and non-empty."""
+    ours, sep, theirs = text.partition("=")
+    if not sep or not ours.strip() or not theirs.strip():
+        raise click.BadParameter(f"{text!r}: write OURS=THEIRS, e.g. --field answer=gold", param_hint="--field")
+    return ours.strip(), theirs.strip()
+
+
+def parse_option(text: str) -> tuple[str, Any]:
+    """One `--option KEY=VALUE` (bench run, distill run): VALUE is JSON when it parses, else the bare word."""
+    key, value = parse_field(text)
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value  # a bare word such as `native`
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")

@@ -14,9 +14,9 @@ import click
 from agentdistill.agents.factory import AGENTS, build_agent
 from agentdistill.agents.turn import run_turn
 from agentdistill.benchmarks.metrics import qa_score
-from agentdistill.commands.chat import open_kb
 from agentdistill.commands.common import emit_json, json_option, settings, table
-from agentdistill.memory.knowledge import sample_questions_path
+from agentdistill.memory.agent_sources import open_kb
+from agentdistill.memory.knowledge_bases import sample_questions_path
 from agentdistill.memory.trajectories import TrajectoryStore
 from agentdistill.models import make_chat_model
 from agentdistill.paths import atomic_write

@@ -28,8 +28,9 @@ def compress(ctx: click.Context, out: Path, rank: int, concurrency: int | None, 
     A --full run's whole model, or a LoRA run's adapter cut to a lower rank (truncated SVD of its weight change).
     `distill publish OUT --name NAME [--rank R]` then ships the adapter, with its own held-out scores on its card.
     """
-    from agentdistill.distill.compress import compress_student
-    from agentdistill.distill.pipeline import Pipeline, plan_from_dict
+    from agentdistill.distill.workflow.compress import compress_student
+    from agentdistill.distill.workflow.pipeline import Pipeline
+    from agentdistill.distill.workflow.plan import plan_from_dict
 
     config = settings(ctx)
     if data_dir is not None:

@@ -34,7 +34,7 @@ def publish(out: Path, name: str, dest: Path | None, description: str, license_:
     A --full run publishes the adapter `distill compress OUT --rank R` extracted and evaluated; a LoRA run its
     own adapter, or with --rank R the smaller one compress cut from it.
     """
-    from agentdistill.distill.publish import PublishError, publish_student
+    from agentdistill.distill.workflow.publish import PublishError, publish_student
     from agentdistill.models.students import find_student, students_root, user_students_root
 
     dest = dest or user_students_root()

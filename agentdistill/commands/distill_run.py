@@ -5,17 +5,22 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from agentdistill.agents.factory import AGENTS
-from agentdistill.commands.common import emit_json, settings, table
+from agentdistill.commands.common import emit_json, parse_option, settings, table
+from agentdistill.commands.train_flags import TrainingFlags, pop_training_flags, training_options
 from agentdistill.config import Settings
-from agentdistill.distill.trackers import REPORT_TO
 from agentdistill.errors import AgentDistillError
+
+if TYPE_CHECKING:
+    from agentdistill.distill.workflow.pipeline import Pipeline
+    from agentdistill.distill.workflow.plan import DistillPlan
 
 # plan.json fields newer than some saved plans, with the value a plan saved without them meant
 ADDED_FIELDS: Mapping[str, Any] = MappingProxyType({"embedder": None, "options": {}, "keep_parse_errors": False,
@@ -42,17 +47,7 @@ def _plan_options(fn: Any) -> Any:
         click.option("--method", type=click.Choice(["sft", "kd", "redi"]), default="sft", show_default=True),
         click.option("--kd-teacher", help="For --method kd: a local teacher sharing the student's tokenizer."),
         click.option("--kd-kind", type=click.Choice(["forward", "reverse", "taid"]), default="forward"),
-        click.option("--lora/--full", default=True, show_default=True, help="LoRA adapter or full fine-tune."),
-        click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True),
-        click.option("--train-steps", type=click.IntRange(min=1), help="Optimizer steps (overrides --epochs)."),
-        click.option("--lr", type=float, default=2e-4, show_default=True),
-        click.option("--batch-size", type=click.IntRange(min=1), default=2, show_default=True),
-        click.option("--grad-accum", type=click.IntRange(min=1), default=2, show_default=True),
-        click.option("--max-len", type=click.IntRange(min=64), default=2048, show_default=True),
-        click.option("--lora-r", type=click.IntRange(min=1), default=64, show_default=True),
         click.option("--max-steps", type=click.IntRange(min=1), help="Agent model calls per item."),
-        click.option("--report-to", "report_to", multiple=True, type=click.Choice(REPORT_TO),
-                     help="Experiment tracker for the training stage (repeatable), e.g. tensorboard: logs under OUT."),
         click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
                      help="Agent option, repeatable (VALUE is JSON when it parses); rec suites also take the "
                           "simulated user's: user=rule|llm, user_model=SPEC (default: the teacher), max_turns=N."),
@@ -77,42 +72,72 @@ def _plan_options(fn: Any) -> Any:
                      help="Default: <home>/distill/<agent>-<suite>."),
         click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON."),
     ]  # fmt: skip
+    fn = training_options(fn)  # innermost: listed after the plan's flags in --help
     for option in reversed(options):
         fn = option(fn)
     return fn
 
 
-def _pipeline(config: Settings, kw: dict[str, Any]) -> Any:
-    from agentdistill.commands.bench_run import parse_option
-    from agentdistill.distill.pipeline import DistillPlan, Pipeline
-    from agentdistill.distill.trainer import TrainConfig
+@dataclass(frozen=True)
+class PlanFlags:
+    """The flags of `distill run/collect/eval` that make the plan (the training ones are TrainingFlags)."""
 
-    if kw["data_dir"] is not None:
-        config = dataclasses.replace(config, data_dir=kw["data_dir"])
-    train = TrainConfig(
-        lora=kw["lora"], lora_r=kw["lora_r"], lora_alpha=2 * kw["lora_r"], epochs=kw["epochs"],
-        max_steps=kw["train_steps"], lr=kw["lr"], batch_size=kw["batch_size"], grad_accum=kw["grad_accum"],
-        max_len=kw["max_len"], device=config.device, dtype=config.dtype, report_to=kw["report_to"],
-    )  # fmt: skip
-    plan = DistillPlan(
-        agent=kw["agent"], suite=kw["suite"], teacher=kw["teacher"] or config.model,
-        student=kw["student"] or config.student, train_limit=kw["train_limit"], eval_limit=kw["eval_limit"],
-        method=kw["method"], kd_teacher=kw["kd_teacher"], kd_kind=kw["kd_kind"], max_steps=kw["max_steps"],
-        concurrency=kw["concurrency"], engine=kw["engine"], engine_slots=kw["engine_slots"],
-        student_runtime=kw["student_runtime"], train=train,
-        embedder=kw["embedder"],
-        options=dict(parse_option(o) for o in kw["options"]), keep_parse_errors=kw["keep_parse_errors"],
-        roles=tuple(r.strip() for r in (kw["roles"] or "").split(",") if r.strip()),
-        min_score=None if kw["min_score"] < 0 else kw["min_score"],
-        min_metrics={k: float(v) for k, v in (parse_option(m) for m in kw["min_metrics"])},
-    )  # fmt: skip
-    out = kw["out"] or config.home / "distill" / f"{plan.agent}-{plan.suite}"
+    agent: str
+    suite: str
+    teacher: str | None
+    student: str | None
+    train_limit: int
+    eval_limit: int
+    method: str
+    kd_teacher: str | None
+    kd_kind: str
+    max_steps: int | None
+    options: tuple[str, ...]
+    embedder: str | None
+    keep_parse_errors: bool
+    roles: str | None
+    min_score: float
+    min_metrics: tuple[str, ...]
+    concurrency: int
+    engine: str
+    engine_slots: int | None
+    student_runtime: str
+    data_dir: Path | None
+    out: Path | None
+
+    def plan(self, config: Settings, training: TrainingFlags) -> DistillPlan:
+        """The DistillPlan these flags ask for; omitted models are the configured teacher and student."""
+        from agentdistill.distill.workflow.plan import DistillPlan
+
+        return DistillPlan(
+            agent=self.agent, suite=self.suite, teacher=self.teacher or config.model,
+            student=self.student or config.student, train_limit=self.train_limit, eval_limit=self.eval_limit,
+            method=self.method, kd_teacher=self.kd_teacher, kd_kind=self.kd_kind,  # type: ignore[arg-type]
+            max_steps=self.max_steps, concurrency=self.concurrency, engine=self.engine,  # type: ignore[arg-type]
+            engine_slots=self.engine_slots, student_runtime=self.student_runtime,  # type: ignore[arg-type]
+            train=training.config(config), embedder=self.embedder,
+            options=dict(parse_option(o) for o in self.options), keep_parse_errors=self.keep_parse_errors,
+            roles=tuple(r.strip() for r in (self.roles or "").split(",") if r.strip()),
+            min_score=None if self.min_score < 0 else self.min_score,
+            min_metrics={k: float(v) for k, v in (parse_option(m) for m in self.min_metrics)},
+        )  # fmt: skip
+
+
+def _pipeline(config: Settings, kw: dict[str, Any]) -> Pipeline:
+    from agentdistill.distill.workflow.pipeline import Pipeline
+
+    training = pop_training_flags(kw)
+    flags = PlanFlags(**kw)
+    if flags.data_dir is not None:
+        config = dataclasses.replace(config, data_dir=flags.data_dir)
+    plan = flags.plan(config, training)
+    out = flags.out or config.home / "distill" / f"{plan.agent}-{plan.suite}"
     _check_plan(out, plan)
     return Pipeline(plan, config, out, say=lambda text: click.echo(text, err=True))
 
 
-def _check_plan(out: Path, plan: Any) -> None:
-    from agentdistill.distill.pipeline import plan_dict
+def _check_plan(out: Path, plan: DistillPlan) -> None:
+    from agentdistill.distill.workflow.plan import plan_dict
     from agentdistill.paths import atomic_write
 
     new = json.loads(json.dumps(plan_dict(plan), default=str))
@@ -140,7 +165,7 @@ def _check_plan(out: Path, plan: Any) -> None:
 def _same_training(old: dict[str, Any], new: dict[str, Any]) -> bool:
     """Equal training settings, ignoring those a resume may change (logging, stopping) and reading a field an
     older plan.json lacks as its default."""
-    from agentdistill.distill.trainer import RESUME_FREE, TrainConfig
+    from agentdistill.distill.train_config import RESUME_FREE, TrainConfig
 
     defaults = json.loads(json.dumps(TrainConfig().to_dict(), default=str))
     known = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -161,7 +186,7 @@ def _show(report_md: Path, as_json: bool) -> None:
 @click.pass_context
 def run(ctx: click.Context, as_json: bool, **kw: Any) -> None:
     """Collect teacher trajectories, filter, train the student, then compare teacher, base and trained student."""
-    pipeline = _pipeline(settings(ctx), {**kw, "as_json": as_json})
+    pipeline = _pipeline(settings(ctx), kw)
     _show(pipeline.run(), as_json)
 
 
@@ -170,7 +195,7 @@ def run(ctx: click.Context, as_json: bool, **kw: Any) -> None:
 @click.pass_context
 def collect(ctx: click.Context, as_json: bool, **kw: Any) -> None:
     """Stage 1 alone: the teacher answers the train items; its trajectories land in the store, scored."""
-    summary = _pipeline(settings(ctx), {**kw, "as_json": as_json}).collect()
+    summary = _pipeline(settings(ctx), kw).collect()
     if as_json:
         emit_json(summary.as_dict())
     else:
@@ -184,7 +209,7 @@ def collect(ctx: click.Context, as_json: bool, **kw: Any) -> None:
 @click.pass_context
 def evaluate(ctx: click.Context, as_json: bool, student_dir: Path | None, **kw: Any) -> None:
     """Last stage alone: teacher, base student and (with --student-dir) a trained student on the eval items."""
-    pipeline = _pipeline(settings(ctx), {**kw, "as_json": as_json})
+    pipeline = _pipeline(settings(ctx), kw)
     _show(pipeline.evaluate(student_dir or _trained(pipeline.out)), as_json)
 
 

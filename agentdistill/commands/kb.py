@@ -55,7 +55,7 @@ def _parse_filters(pairs: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _config(chunk_size: int | None, overlap: int | None, index: str | None) -> Any:
-    from agentdistill.memory.knowledge import KnowledgeConfig
+    from agentdistill.memory.knowledge_types import KnowledgeConfig
 
     base = KnowledgeConfig()
     return KnowledgeConfig(
@@ -92,7 +92,7 @@ def build(
     as_json: bool,
 ) -> None:
     """Build store NAME from a file or folder, replacing any store of that name atomically."""
-    from agentdistill.memory.knowledge import build_store, sample_kb_path
+    from agentdistill.memory.knowledge_bases import build_store, sample_kb_path
 
     if (source is None) == (not sample):
         raise click.UsageError("pass exactly one of --from FILE|DIR or --sample")
@@ -116,7 +116,8 @@ def build(
 @click.option("--json", "as_json", is_flag=True)
 def add(name: str, source: Path, upsert: bool, embedder: str | None, as_json: bool) -> None:
     """Add documents to store NAME (same chunking and embedder as its build) and save a new generation."""
-    from agentdistill.memory.knowledge import add_documents, load_documents
+    from agentdistill.memory.documents import load_documents
+    from agentdistill.memory.knowledge_bases import add_documents
 
     docs = load_documents(source)
     store, chunks = add_documents(name, kb_root(), docs, upsert=upsert, embedder=embedder,
@@ -137,7 +138,7 @@ def add(name: str, source: Path, upsert: bool, embedder: str | None, as_json: bo
 @click.option("--json", "as_json", is_flag=True)
 def search(name: str, query: str, k: int, filters: tuple[str, ...], embedder: str | None, as_json: bool) -> None:
     """Show the K passages of NAME closest to QUERY."""
-    from agentdistill.memory.knowledge import open_store
+    from agentdistill.memory.knowledge_bases import open_store
 
     store = open_store(name, kb_root(), embedder=embedder)
     hits = store.search(query, k=k, filters=_parse_filters(filters))
@@ -158,7 +159,7 @@ def search(name: str, query: str, k: int, filters: tuple[str, ...], embedder: st
 @click.option("--json", "as_json", is_flag=True)
 def info(name: str, as_json: bool) -> None:
     """Counts, dimension, embedder, index kind and size on disk of store NAME."""
-    from agentdistill.memory.knowledge import read_info
+    from agentdistill.memory.store_files import read_info
 
     _show_info(read_info(name, kb_root()).to_dict(), as_json, title=name)
 
@@ -168,7 +169,7 @@ def info(name: str, as_json: bool) -> None:
 def list_(as_json: bool) -> None:
     """All stores under the home's kb folder."""
     from agentdistill.errors import StoreError
-    from agentdistill.memory.knowledge import list_stores, read_info
+    from agentdistill.memory.store_files import list_stores, read_info
 
     rows: list[dict[str, Any]] = []
     for name in list_stores(kb_root()):
@@ -209,7 +210,7 @@ def list_(as_json: bool) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def delete(name: str, yes: bool) -> None:
     """Delete store NAME and all its files."""
-    from agentdistill.memory.knowledge import delete_store, store_dir
+    from agentdistill.memory.store_files import delete_store, store_dir
 
     if not yes:
         click.confirm(f"delete knowledge store {name!r} at {store_dir(kb_root(), name)}?", abort=True)

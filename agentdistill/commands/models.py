@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from agentdistill.commands.common import emit_json, json_option, settings, table
-from agentdistill.errors import UnknownModelSpec
 from agentdistill.models import backend_names, local_backend
 
 _SPEC_HELP = {
@@ -60,11 +59,9 @@ def list_models(as_json: bool) -> None:
 @click.pass_context
 def info(ctx: click.Context, spec: str, load: bool, as_json: bool) -> None:
     """Describe a model spec; with --load, load it and report where it runs."""
-    from agentdistill.models import make_chat_model
+    from agentdistill.models import make_chat_model, split_spec
 
-    backend, sep, rest = spec.partition(":")
-    if not sep or not rest or backend not in backend_names():
-        raise UnknownModelSpec(spec, known=backend_names())
+    backend, rest = split_spec(spec)
     data: dict = {"spec": spec, "backend": backend}
     options = settings(ctx).model_options()
     if backend == "local":

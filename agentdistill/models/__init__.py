@@ -124,11 +124,17 @@ def backend_names() -> list[str]:
     return sorted(_BACKENDS)
 
 
-def make_chat_model(spec: str, options: ModelOptions | None = None) -> ChatModel:
-    """`spec` is `<backend>:<rest>`, e.g. `openai:gpt-4o-mini`, `local:smollm2-135m`, `gguf:./m.gguf`."""
+def split_spec(spec: str) -> tuple[str, str]:
+    """(backend, rest) of a model spec such as `local:smollm2-135m`; UnknownModelSpec names the valid prefixes."""
     backend, sep, rest = spec.partition(":")
     if not sep or backend not in _BACKENDS or not rest:
         raise UnknownModelSpec(spec, known=backend_names())
+    return backend, rest
+
+
+def make_chat_model(spec: str, options: ModelOptions | None = None) -> ChatModel:
+    """`spec` is `<backend>:<rest>`, e.g. `openai:gpt-4o-mini`, `local:smollm2-135m`, `gguf:./m.gguf`."""
+    backend, rest = split_spec(spec)
     return _BACKENDS[backend](rest, options or ModelOptions())
 
 
@@ -142,6 +148,7 @@ __all__ = [
     "backend_names",
     "local_backend",
     "make_chat_model",
+    "split_spec",
     "system",
     "user",
 ]

@@ -1,6 +1,6 @@
 """Runner throughput against a local OpenAI-compatible server with simulated latency, by worker count.
 
-    python -m agentdistill.benchmarks.perf.bench_concurrency [--workers 1 4 8 16] [--latency 0.2] [--waves 6] [--json]
+    python benchmarks/perf/bench_concurrency.py [--workers 1 4 8 16] [--latency 0.2] [--waves 6] [--json]
 
 FakeOpenAIServer answers every chat request after `--latency` seconds over real HTTP on 127.0.0.1, standing
 in for a slow teacher. Each item is a two-step ReAct run (a tool call, then the answer): two model calls.
@@ -17,10 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench_runner import make_items, search, two_steps
+from common import machine_summary
+
 from agentdistill.agents.factory import build_agent
 from agentdistill.benchmarks.metrics import qa_score
-from agentdistill.benchmarks.perf.bench_runner import make_items, search, two_steps
-from agentdistill.benchmarks.perf.common import machine_summary
 from agentdistill.benchmarks.results import RunDir, RunSpec
 from agentdistill.benchmarks.runner import RunnerConfig, run_benchmark
 from agentdistill.memory.trajectories import TrajectoryStore

@@ -1,6 +1,6 @@
 """Decode speed of our transformers backend against raw `model.generate` on the very same loaded weights.
 
-    python -m agentdistill.benchmarks.perf.bench_decode --model local:smollm2-135m --tokens 48 --repeats 5
+    python benchmarks/perf/bench_decode.py --model local:smollm2-135m --tokens 48 --repeats 5
 
 Both sides decode greedily from the same ReAct prompt and are forced to exactly --tokens new tokens,
 so only our overhead (templating, stop handling, bookkeeping) differs. Rep 0 warms both up; the reps

@@ -1,6 +1,6 @@
 """Aggregate decode speed of a managed llama-server at 1, 2, 4, 8 parallel streams, and the prompt cache.
 
-    python -m agentdistill.benchmarks.perf.bench_engine [--models qwen2.5-coder-0.5b,qwen2.5-coder-1.5b] [--json]
+    python benchmarks/perf/bench_engine.py [--models qwen2.5-coder-0.5b,qwen2.5-coder-1.5b] [--json]
 
 For each model one engine with max(--streams) slots runs; at each level N, N requests with different
 questions (same ~110-token system prompt) go in at once, each forced to --tokens new tokens
@@ -22,7 +22,8 @@ import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from agentdistill.benchmarks.perf.common import machine_summary
+from common import machine_summary
+
 from agentdistill.models.engine import EngineConfig, EngineState
 from agentdistill.models.engine_manager import running_engine
 from agentdistill.models.engine_model import gguf_for_spec

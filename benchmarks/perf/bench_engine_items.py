@@ -1,6 +1,6 @@
 """Items/s of `bench run` with N items in flight on a llama-server engine vs one item at a time in-process.
 
-    python -m agentdistill.benchmarks.perf.bench_engine_items --data-dir ../shared/data \
+    python benchmarks/perf/bench_engine_items.py --data-dir ../shared/data \
         [--suite gsm8k --agent codeact --model local:qwen2.5-coder-1.5b --limit 20 --concurrency 4] [--json]
 
 Runs the real CLI twice on the same items (`--engine inproc --concurrency 1`, then `--engine server
@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from agentdistill.benchmarks.perf.common import machine_summary
+from common import machine_summary
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

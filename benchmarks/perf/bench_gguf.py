@@ -1,6 +1,6 @@
 """Decode speed of the gguf backend against raw llama-cpp-python in a separate process with the default environment.
 
-    python -m agentdistill.benchmarks.perf.bench_gguf [--big] [--rounds 1] [--json]
+    python benchmarks/perf/bench_gguf.py [--big] [--rounds 1] [--json]
 
 Every side runs in a process of its own (benchmarks/perf/gguf_decode_child.py), greedy, forced to --tokens
 new tokens, one warm-up rep then --repeats measured reps, cold KV cache each rep:
@@ -30,8 +30,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from agentdistill.benchmarks.perf.common import machine_summary
-from agentdistill.benchmarks.perf.gguf_decode_child import start_burners, stop_burners
+from common import machine_summary
+from gguf_decode_child import start_burners, stop_burners
 
 GOAL = 0.95  # ours must keep at least this share of raw llama-cpp-python decode speed on a quiet machine
 MODELS = ("smollm2-135m", "qwen2.5-coder-0.5b")
@@ -96,7 +96,7 @@ def run_side(side: str, model: str, condition: str, args: argparse.Namespace) ->
     env = {k: v for k, v in os.environ.items() if k not in _CLEAN}
     if side == "today":
         env["OMP_WAIT_POLICY"] = "PASSIVE"
-    command = [sys.executable, "-m", "agentdistill.benchmarks.perf.gguf_decode_child"]
+    command = [sys.executable, str(Path(__file__).with_name("gguf_decode_child.py"))]
     command += ["--side", "raw" if side == "raw" else "ours", "--model", model]
     tokens = args.tokens if condition == "quiet" else args.loaded_tokens
     command += ["--tokens", str(tokens), "--repeats", str(args.repeats)]

@@ -1,6 +1,6 @@
 """Graph + recording overhead per agent step, against a bare Python loop making the same calls.
 
-    python -m agentdistill.benchmarks.perf.bench_graph [--runs 30] [--steps 8] [--json]
+    python benchmarks/perf/bench_graph.py [--runs 30] [--steps 8] [--json]
 
 Both sides use the same zero-latency scripted model, the same ReAct parser and the same tool, so the
 difference is what LangGraph's state machine plus our recorder (one SQLite commit per step) cost.
@@ -17,9 +17,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from common import machine_summary
+
 from agentdistill.agents.react import build_react_graph, react_messages
 from agentdistill.agents.react_parse import FinalAnswer, parse_react, to_tool_call
-from agentdistill.benchmarks.perf.common import machine_summary
 from agentdistill.memory.trajectories import TrajectoryStore
 from agentdistill.models import assistant, user
 from agentdistill.models.scripted import ScriptedModel

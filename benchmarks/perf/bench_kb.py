@@ -1,7 +1,7 @@
 """Knowledge store benchmarks: indexing overhead against raw sentence-transformers, and search at 100k-1M vectors.
 
-    python -m agentdistill.benchmarks.perf.bench_kb                       # both parts, sizes 100k and 1M
-    python -m agentdistill.benchmarks.perf.bench_kb --sizes 100000 --passages 600 --json
+    python benchmarks/perf/bench_kb.py                       # both parts, sizes 100k and 1M
+    python benchmarks/perf/bench_kb.py --sizes 100000 --passages 600 --json
 
 (1) Indexing: the same passages go through `build_store` (chunk, embed, SQLite, FAISS, fsynced save) and through the
 very same loaded SentenceTransformer's `encode` on exactly the texts the store embeds; runs interleave after a warm-up,
@@ -32,7 +32,8 @@ import numpy as np
 
 from agentdistill.memory import vector_index
 from agentdistill.memory.documents import Document, chunk_spans
-from agentdistill.memory.knowledge import KnowledgeConfig, build_store, sample_kb_path
+from agentdistill.memory.knowledge_bases import build_store, sample_kb_path
+from agentdistill.memory.knowledge_types import KnowledgeConfig
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 DIM, LATENT, CLUSTERS, SPREAD, NOISE = 384, 32, 1000, 1.0, 0.3  # see the module docstring

@@ -1,6 +1,6 @@
 """Decode speed of llama.cpp builds side by side: the installed (portable) build against others on this CPU.
 
-    python -m agentdistill.benchmarks.perf.bench_llama_build --build avx2=DIR --build native=DIR [--big] [--json]
+    python benchmarks/perf/bench_llama_build.py --build avx2=DIR --build native=DIR [--big] [--json]
 
 Each build is a directory of llama.cpp shared libraries (libllama.so, libggml*.so), loaded by the installed
 llama-cpp-python through LLAMA_CPP_LIB_PATH; `installed` is always included. benchmarks/perf/
@@ -24,8 +24,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from agentdistill.benchmarks.perf.bench_gguf import copy_bandwidth, weight_bytes_per_token
-from agentdistill.benchmarks.perf.common import machine_summary
+from bench_gguf import copy_bandwidth, weight_bytes_per_token
+from common import machine_summary
+
 from agentdistill.models.llama_build import read_cpu
 from agentdistill.models.llama_probe import find_install
 from agentdistill.models.packaged import assembled_gguf, find_packaged

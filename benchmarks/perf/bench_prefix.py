@@ -1,7 +1,7 @@
 """Prefix KV-cache reuse over a growing ReAct conversation: time per step with and without reuse.
 
-    python -m agentdistill.benchmarks.perf.bench_prefix --model transformers:smollm2-135m --steps 4 --repeats 3
-    python -m agentdistill.benchmarks.perf.bench_prefix --model transformers:qwen2.5-coder-0.5b --json
+    python benchmarks/perf/bench_prefix.py --model transformers:smollm2-135m --steps 4 --repeats 3
+    python benchmarks/perf/bench_prefix.py --model transformers:qwen2.5-coder-0.5b --json
 
 Each run is one agent run: step k sends the system prompt, the question, and every earlier
 (model answer, observation) pair, greedily generates up to --tokens, and appends its own answer and
@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from common import machine_summary
 
-from agentdistill.benchmarks.perf.common import machine_summary
 from agentdistill.models import Message, ModelOptions, assistant, make_chat_model, system, user
 
 STOP = ["\nObservation:", "Observation:"]

@@ -1,6 +1,6 @@
 """Recording overhead per model call: a zero-latency scripted model, recorded vs not, in the same run.
 
-    python -m agentdistill.benchmarks.perf.bench_recording [--calls 2000] [--json]
+    python benchmarks/perf/bench_recording.py [--calls 2000] [--json]
 
 The difference per call is what the recorder (step serialisation + one SQLite commit in WAL) costs.
 Goal: < 500 us per call.
@@ -16,7 +16,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from agentdistill.benchmarks.perf.common import machine_summary
+from common import machine_summary
+
 from agentdistill.memory.trajectories import TrajectoryStore
 from agentdistill.models import user
 from agentdistill.models.scripted import ScriptedModel

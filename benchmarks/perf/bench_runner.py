@@ -1,6 +1,6 @@
 """Benchmark-runner overhead per item: `run_benchmark` against a bare `graph.invoke` loop over the same items.
 
-    python -m agentdistill.benchmarks.perf.bench_runner [--items 200] [--repeats 3] [--json]
+    python benchmarks/perf/bench_runner.py [--items 200] [--repeats 3] [--json]
 
 Both sides use the same zero-latency scripted model (a two-step ReAct script: one tool call, then the
 answer), the same tool and a recording trajectory store, so the difference is what the runner adds per
@@ -17,10 +17,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from common import machine_summary
+
 from agentdistill.agents.factory import build_agent
 from agentdistill.benchmarks.items import Item
 from agentdistill.benchmarks.metrics import qa_score
-from agentdistill.benchmarks.perf.common import machine_summary
 from agentdistill.benchmarks.results import RunDir, RunSpec
 from agentdistill.benchmarks.runner import RunnerConfig, run_benchmark
 from agentdistill.memory.trajectories import TrajectoryStore

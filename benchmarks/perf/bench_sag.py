@@ -1,7 +1,7 @@
 """SAG sampling throughput: n samples in one batched call against n sequential calls, on the transformers backend.
 
-    python -m agentdistill.benchmarks.perf.bench_sag --model transformers:smollm2-135m --n 8 --tokens 64 --repeats 3
-    python -m agentdistill.benchmarks.perf.bench_sag --model transformers:qwen2.5-coder-0.5b --json
+    python benchmarks/perf/bench_sag.py --model transformers:smollm2-135m --n 8 --tokens 64 --repeats 3
+    python benchmarks/perf/bench_sag.py --model transformers:qwen2.5-coder-0.5b --json
 
 Part 1 (SAG): a CodeAct prompt, temperature 0.7, every sample forced to exactly --tokens new tokens
 (no stop strings, end-of-sequence suppressed) so both sides do the same work:
@@ -26,9 +26,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
+from common import machine_summary
 
 from agentdistill.agents.codeact_parse import codeact_messages
-from agentdistill.benchmarks.perf.common import machine_summary
 from agentdistill.models import Message, ModelOptions, make_chat_model
 
 TASKS = [

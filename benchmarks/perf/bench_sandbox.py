@@ -1,6 +1,6 @@
 """Sandbox round-trip latency: a trivial cell in a persistent session vs a bare `python -c` in the same run.
 
-    python -m agentdistill.benchmarks.perf.bench_sandbox [--repeats 200] [--cells 100] [--isolation both] [--json]
+    python benchmarks/perf/bench_sandbox.py [--repeats 200] [--cells 100] [--isolation both] [--json]
 
 Goal: a trivial cell in < 100 ms round trip (median). The persistent worker should beat even a bare
 interpreter start, since it pays the start once per session; a one-shot `sandbox.run` pays it every time
@@ -17,9 +17,10 @@ import sys
 import time
 from collections.abc import Sequence
 
-from agentdistill.benchmarks.perf.common import machine_summary
+from common import machine_summary
+
 from agentdistill.tools.base import Tool
-from agentdistill.tools.python_sandbox import PythonSandbox, SandboxConfig, SandboxSession
+from agentdistill.tools.sandbox import PythonSandbox, SandboxConfig, SandboxSession
 
 
 def _echo(text: str) -> str:

@@ -1,6 +1,6 @@
 """LoRA training speed and peak memory of our `train()` against a bare transformers+peft loop, same batches.
 
-    python -m agentdistill.benchmarks.perf.bench_train --model local:smollm2-135m --steps 4 --repeats 2
+    python benchmarks/perf/bench_train.py --model local:smollm2-135m --steps 4 --repeats 2
 
 Both sides fine-tune the packaged student's real weights with the same adapter (r=64, alpha=128, all-linear),
 AdamW, cosine schedule, gradient clipping and precision (fp32 on CPU, bf16 autocast on CUDA), on the very
@@ -29,11 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from common import machine_summary
 
-from agentdistill.benchmarks.perf.common import machine_summary
-from agentdistill.distill.data import ChatExample, EncodedExample, collate, encode_examples
+from agentdistill.distill.chat_examples import ChatExample
+from agentdistill.distill.data import encode_examples
+from agentdistill.distill.encoding import EncodedExample, collate
 from agentdistill.distill.sft import sft_loss
-from agentdistill.distill.trainer import TrainConfig, train
+from agentdistill.distill.train_config import TrainConfig
+from agentdistill.distill.trainer import train
 
 GOAL = 0.95  # ours must keep at least this share of the bare loop's tokens per second
 
@@ -57,10 +60,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def base_dir_of(spec: str) -> Path:
-    from agentdistill.commands.distill_train import resolve_base
+    from agentdistill.models.weights import local_weights
     from agentdistill.paths import cache_dir
 
-    base, _ = resolve_base(spec, cache_dir())
+    base, _ = local_weights(spec, cache_dir())
     return base
 
 

@@ -1,7 +1,7 @@
 """Our trainer against TRL as the training engine: SFT (SFTTrainer) and logit KD (GKDTrainer), same data.
 
-    python -m agentdistill.benchmarks.perf.bench_trl --model local:smollm2-135m --data RUN/data --steps 6
-    python -m agentdistill.benchmarks.perf.bench_trl --model local:qwen2.5-coder-0.5b \
+    python benchmarks/perf/bench_trl.py --model local:smollm2-135m --data RUN/data --steps 6
+    python benchmarks/perf/bench_trl.py --model local:qwen2.5-coder-0.5b \
         --teacher local:qwen2.5-coder-0.5b --data RUN/data --steps 4 --sides ours-kd,trl-gkd
 
 Every side fine-tunes the same student with the same LoRA (all-linear, alpha = 2r, dropout 0.05), AdamW,
@@ -66,8 +66,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def fixed_length_examples(tokenizer: Any, data: Path | None, count: int, seq_len: int) -> list[Any]:
     """`count` examples of exactly seq_len tokens, each with trained tokens left after the cut."""
-    from agentdistill.benchmarks.perf.bench_train import make_examples
-    from agentdistill.distill.data import IGNORE, EncodedExample, encode_examples, load_examples
+    from bench_train import make_examples
+
+    from agentdistill.distill.data import encode_examples, load_examples
+    from agentdistill.distill.encoding import IGNORE, EncodedExample
 
     if data is None:
         return make_examples(tokenizer, count, seq_len)
@@ -84,9 +86,9 @@ def fixed_length_examples(tokenizer: Any, data: Path | None, count: int, seq_len
 def run_child(side: str, args: argparse.Namespace) -> dict[str, Any]:
     """Train one side in this process; return its timed rates and memory peak."""
     import torch
+    from bench_train import base_dir_of
     from transformers import AutoTokenizer
 
-    from agentdistill.benchmarks.perf.bench_train import base_dir_of
     from agentdistill.models.transformers_backend import resolve_device
 
     if args.threads:
@@ -116,7 +118,8 @@ def _max_rss_mb() -> float:
 
 def _ours(side: str, base: Path, data: list[Any], args: argparse.Namespace, device: str) -> tuple[list[float], dict]:
     from agentdistill.distill.sft import sft_loss
-    from agentdistill.distill.trainer import TrainConfig, train
+    from agentdistill.distill.train_config import TrainConfig
+    from agentdistill.distill.trainer import train
 
     config = TrainConfig(lora_r=args.lora_r, lora_alpha=2 * args.lora_r, batch_size=args.batch_size,
                          grad_accum=args.grad_accum, max_steps=args.warmup + args.steps, save_every=0,
@@ -126,7 +129,8 @@ def _ours(side: str, base: Path, data: list[Any], args: argparse.Namespace, devi
     with tempfile.TemporaryDirectory(prefix="bench-trl-") as out:
         loss_fn = sft_loss
         if side == "ours-kd":
-            from agentdistill.benchmarks.perf.bench_train import base_dir_of
+            from bench_train import base_dir_of
+
             from agentdistill.distill.kd import TeacherCache, kd_loss
 
             started = time.perf_counter()
@@ -147,7 +151,7 @@ def _trl(side: str, base: Path, tokenizer: Any, data: list[Any], args: argparse.
     from peft import LoraConfig
     from transformers import TrainerCallback
 
-    from agentdistill.distill.data import IGNORE
+    from agentdistill.distill.encoding import IGNORE
 
     stamps: list[float] = []
 
@@ -179,9 +183,8 @@ def _trl(side: str, base: Path, tokenizer: Any, data: list[Any], args: argparse.
                                  processing_class=tokenizer, peft_config=lora, callbacks=[Clock()])  # fmt: skip
         else:
             os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+            from bench_train import base_dir_of
             from trl.experimental.gkd import GKDConfig, GKDTrainer
-
-            from agentdistill.benchmarks.perf.bench_train import base_dir_of
 
             def collate(batch: list[dict]) -> dict[str, torch.Tensor]:  # equal lengths: no padding
                 ids = torch.tensor([row["input_ids"] for row in batch])
@@ -199,7 +202,7 @@ def _trl(side: str, base: Path, tokenizer: Any, data: list[Any], args: argparse.
 
 
 def spawn(side: str, argv: Sequence[str]) -> dict[str, Any]:
-    command = [sys.executable, "-m", "agentdistill.benchmarks.perf.bench_trl", *argv, "--child", side]
+    command = [sys.executable, str(Path(__file__).resolve()), *argv, "--child", side]
     env = os.environ | {"HF_HUB_DISABLE_PROGRESS_BARS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
@@ -209,7 +212,7 @@ def spawn(side: str, argv: Sequence[str]) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    from agentdistill.benchmarks.perf.common import machine_summary
+    from common import machine_summary
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)

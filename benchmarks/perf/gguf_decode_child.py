@@ -1,6 +1,6 @@
 """One decode measurement in a process of its own: `raw` llama-cpp-python or `ours` (the gguf backend).
 
-    python -m agentdistill.benchmarks.perf.gguf_decode_child --side raw --model NAME [--threads N]
+    python benchmarks/perf/gguf_decode_child.py --side raw --model NAME [--threads N]
 
 bench_gguf starts this once per (side, model, environment), so each side gets the environment it names and
 nothing one side set can leak into the other (libgomp reads its wait policy once, when it loads). Prints
@@ -16,7 +16,8 @@ import os
 import time
 from collections.abc import Callable, Sequence
 
-from agentdistill.benchmarks.perf.bench_decode import MSGS  # the same ReAct-step prompt as bench_decode
+from bench_decode import MSGS  # the same ReAct-step prompt as bench_decode
+
 from agentdistill.models import ModelOptions, make_chat_model
 
 
@@ -105,7 +106,7 @@ def _ours(
         text = done.text
         if len(runs) == 1:
             after_warmup()
-    from agentdistill.models.gguf_backend import wait_policy
+    from agentdistill.models.gguf_runtime import wait_policy
 
     extra["openmp_wait"] = wait_policy().policy
     extra["threads_last_call"] = model.describe()["threads_now"]

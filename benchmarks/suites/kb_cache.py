@@ -19,16 +19,11 @@ from agentdistill.benchmarks.suites.suite import Suite
 from agentdistill.errors import AgentDistillError, StoreError
 from agentdistill.memory.documents import Document
 from agentdistill.memory.embedders import DEFAULT_EMBEDDER
-from agentdistill.memory.knowledge import (
-    DocumentNotFound,
-    KnowledgeStore,
-    StoreNotFound,
-    build_store,
-    open_store,
-    sample_kb_path,
-)
+from agentdistill.memory.knowledge import KnowledgeStore
+from agentdistill.memory.knowledge_bases import build_store, open_named, open_store
+from agentdistill.memory.knowledge_types import DocumentNotFound
+from agentdistill.memory.store_files import StoreNotFound
 
-SAMPLE_KB = "sample"  # built from the package on first use, like `chat --kb sample`
 _HASH_VERSION = "suite-kb-1"  # bump when what goes into a pooled store changes, so old caches are not reused
 
 
@@ -132,12 +127,13 @@ def _named(
     if name is None:
         raise KbRequired(suite)
     try:
-        return open_store(name, kb_root, embedder=embedder, device=device)
+        return open_named(name, kb_root, embedder=embedder, device=device, progress=progress, say=_stderr)
     except StoreNotFound:
-        if name != SAMPLE_KB:
-            raise SuiteKbMissing(suite, name, kb_root) from None
-    print(f"building the sample knowledge base in {kb_root} (first use only)...", file=sys.stderr)
-    return build_store(SAMPLE_KB, kb_root, sample_kb_path(), embedder=embedder, device=device, progress=progress)
+        raise SuiteKbMissing(suite, name, kb_root) from None
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def _open_cached(name: str, kb_root: Path, docs: Sequence[Document], device: str | None) -> KnowledgeStore | None:

@@ -17,15 +17,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from agentdistill.agents.recbot_schema import Preference
+from agentdistill.benchmarks.item_worker import Episode, Outcome
 from agentdistill.benchmarks.items import Item
-from agentdistill.benchmarks.runner import Episode, Outcome
 from agentdistill.benchmarks.suites.rec_metrics import hit_at_k, parse_accuracy, violation_count
 from agentdistill.benchmarks.suites.rec_sessions import RecSession, session_of
 from agentdistill.benchmarks.suites.rec_users import LLMUser, RuleUser, SimulatedUser
 from agentdistill.errors import AgentDistillError
+from agentdistill.memory.catalog import Catalog, CatalogItem, CatalogItemNotFound, CatalogQuery
 from agentdistill.memory.trajectories import TrajectoryStore
 from agentdistill.models.base import ChatModel
-from agentdistill.tools.catalog import Catalog, CatalogItem, CatalogItemNotFound, CatalogQuery
 
 EPISODE_OPTIONS = ("user", "user_model", "persona", "max_turns")  # --option keys the simulator takes, not the agent
 ANSWER_CHARS = 400  # of each reply kept in the results' transcript (the full text is in the trajectory)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agentdistill.benchmarks.results import ItemResult
-    from agentdistill.tools.catalog import CatalogItem, CatalogQuery
+    from agentdistill.memory.catalog import CatalogItem, CatalogQuery
 
 IGNORED_FIELDS = frozenset({"exclude_ids"})  # which titles were shown is the agent's bookkeeping, not a wish
 

@@ -26,7 +26,7 @@ from typing import Any
 from agentdistill.benchmarks.items import Item
 from agentdistill.errors import AgentDistillError, InputDataError
 from agentdistill.jsonl import json_objects
-from agentdistill.tools.catalog import Catalog, CatalogItem, CatalogQuery
+from agentdistill.memory.catalog import Catalog, CatalogItem, CatalogQuery
 
 NETFLIX_SESSIONS = 40  # sessions in `rec-netflix`: 30 for the reported run plus a few spare for --seed shuffles
 NETFLIX_SEED = 8  # fixed: the suite's sessions never change unless the packaged catalog does

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from langgraph.checkpoint.memory import InMemorySaver
 
 from agentdistill.agents.factory import build_agent
-from agentdistill.benchmarks.runner import Episode
+from agentdistill.benchmarks.item_worker import Episode
 from agentdistill.benchmarks.suites.suite import Suite
 from agentdistill.models.base import ChatModel
 from agentdistill.trajectory import Recorder
@@ -22,7 +22,7 @@ from agentdistill.trajectory import Recorder
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
 
-    from agentdistill.tools.catalog import Catalog
+    from agentdistill.memory.catalog import Catalog
 
 UserModel = Callable[[str | None], ChatModel]  # the `user_model` option (None: the caller's default) -> the model
 
@@ -34,8 +34,8 @@ def suite_catalog(
     if suite.episode is None:
         return None
     # imported here: only catalog suites need the catalog code (SQLite, FAISS) and an embedder
+    from agentdistill.memory.catalog import default_catalog
     from agentdistill.memory.embedders import make_embedder
-    from agentdistill.tools.catalog import default_catalog
 
     return default_catalog(home, make_embedder(embedder, device=device))
 

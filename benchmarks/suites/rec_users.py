@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agentdistill.benchmarks.suites.rec_sessions import GROUPS, RecSession
+from agentdistill.memory.catalog import Catalog, CatalogItem, CatalogQuery
 from agentdistill.models.base import ChatModel, Message
-from agentdistill.tools.catalog import Catalog, CatalogItem, CatalogQuery
 
 PERSONAS = (
     "a busy parent who types short, informal messages",

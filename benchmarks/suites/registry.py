@@ -25,7 +25,7 @@ from agentdistill.benchmarks.suites.suite import Suite
 from agentdistill.errors import AgentDistillError
 
 if TYPE_CHECKING:
-    from agentdistill.tools.catalog import Catalog
+    from agentdistill.memory.catalog import Catalog
 
 PACKAGE = "package:"  # Suite.path prefix for files shipped in agentdistill/data
 REC_LOADERS = ("rec-sessions", "rec-requests")  # items made from the item catalog, not by datasets.LOADERS
@@ -73,7 +73,7 @@ class CatalogRequired(AgentDistillError):
     def __init__(self, suite: Suite) -> None:
         super().__init__(
             f"suite {suite.name!r} makes its items from the item catalog, and none was given: open one with "
-            "tools.catalog.default_catalog(home, embedder) (what `bench run` does) and pass it as catalog=."
+            "memory.catalog.default_catalog(home, embedder) (what `bench run` does) and pass it as catalog=."
         )
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from agentdistill.memory.catalog import Catalog, CatalogItem
 from agentdistill.memory.embedders import HashingEmbedder
-from agentdistill.tools.catalog import Catalog, CatalogItem
 
 
 def _item(

@@ -23,7 +23,7 @@ from agentdistill.errors import ConfigError
 from agentdistill.memory.trajectories import TrajectoryStore
 from agentdistill.models.scripted import ScriptedModel
 from agentdistill.tools.base import ParseFault, Tool
-from agentdistill.tools.python_sandbox import PythonSandbox, SandboxConfig
+from agentdistill.tools.sandbox import PythonSandbox, SandboxConfig
 from agentdistill.trajectory import Recorder, Run
 
 

@@ -227,7 +227,7 @@ def test_a_raising_search_tool_is_reported_to_the_model(home: Path) -> None:
     store, recorder = open_store(home)
     out = build_lag_graph(model, [Tool.from_function(search)], recorder=recorder).invoke({"question": "Jaws?"})
     assert out["answer"] == INSUFFICIENT
-    assert "Error: tool search failed: index offline" in last(model.history[1])
+    assert "Error: tool 'search' failed: ConnectionError: index offline" in last(model.history[1])
     [run] = store.runs()
     [tool_step] = [s for s in run.steps if s.kind == "tool"]
     assert (

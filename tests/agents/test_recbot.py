@@ -12,10 +12,11 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 
 from agentdistill.agents.recbot import build_recbot_graph
 from agentdistill.errors import ConfigError
+from agentdistill.memory.catalog import Catalog
 from agentdistill.memory.trajectories import TrajectoryStore
 from agentdistill.models.base import Message
 from agentdistill.models.scripted import ScriptedModel
-from agentdistill.tools.catalog import Catalog, make_catalog_tools
+from agentdistill.tools.catalog import make_catalog_tools
 from agentdistill.trajectory import Recorder, Run
 
 PLAN = json.dumps({"steps": [{"tool": "filter", "args": {"soft": True}}, {"tool": "retrieve"}, {"tool": "rank"},

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from agentdistill.agents.factory import CatalogRequired, build_agent, default_tools
+from agentdistill.memory.catalog import Catalog
 from agentdistill.memory.trajectories import TrajectoryStore
 from agentdistill.models.scripted import ScriptedModel
-from agentdistill.tools.catalog import Catalog
 from agentdistill.trajectory import Recorder
 
 

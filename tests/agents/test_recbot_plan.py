@@ -12,7 +12,7 @@ from agentdistill.agents.recbot_plan import (
     parse_plan,
 )
 from agentdistill.agents.recbot_schema import Preference
-from agentdistill.tools.catalog import Catalog, CatalogQuery
+from agentdistill.memory.catalog import Catalog, CatalogQuery
 
 FULL = (
     '{"steps": [{"tool": "filter", "args": {"soft": true}}, '

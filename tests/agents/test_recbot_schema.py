@@ -16,7 +16,7 @@ from agentdistill.agents.recbot_schema import (
     parse_preference,
     revise,
 )
-from agentdistill.tools.catalog_types import CatalogQuery, Vocabulary
+from agentdistill.memory.catalog import CatalogQuery, Vocabulary
 
 GENRES = (
     "Action & Adventure", "Children & Family Movies", "Comedies", "Crime TV Shows", "Documentaries", "Docuseries",

@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
+from agentdistill.memory.catalog import Catalog, default_catalog
 from agentdistill.memory.embedders import HashingEmbedder
 from agentdistill.models import Message
 from agentdistill.models.scripted import ScriptedModel
-from agentdistill.tools.catalog import Catalog, default_catalog
 
 PLAN = json.dumps({"steps": [{"tool": "filter"}, {"tool": "retrieve"}, {"tool": "rank"}, {"tool": "explain"}]})
 HARD = ["type", "genres", "exclude_genres", "year_min", "year_max", "duration_min", "duration_max", "seasons_max",

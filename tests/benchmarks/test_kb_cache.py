@@ -17,8 +17,8 @@ from agentdistill.benchmarks.suites.kb_cache import (
     suite_kb,
 )
 from agentdistill.benchmarks.suites.registry import get_suite, load_items, user_suite
-from agentdistill.memory.knowledge import build_store, list_stores
-from agentdistill.memory.store_files import CURRENT, store_dir
+from agentdistill.memory.knowledge_bases import build_store
+from agentdistill.memory.store_files import CURRENT, list_stores, store_dir
 
 EMB = "hashing:64"
 GUAM = passage("Battle of Guam (1944)", "The Battle of Guam was fought in July 1944 in the Pacific.", "t")

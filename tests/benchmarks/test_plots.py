@@ -8,7 +8,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from agentdistill.benchmarks import plots
-from agentdistill.benchmarks.report import wilson_interval
+from agentdistill.benchmarks.report_stats import wilson_interval
 
 
 @pytest.fixture

@@ -23,9 +23,9 @@ from agentdistill.benchmarks.suites.rec_episode import (
 from agentdistill.benchmarks.suites.rec_sessions import RecSession, sample_sessions, session_item
 from agentdistill.benchmarks.suites.rec_users import RuleUser, Utterance
 from agentdistill.errors import AgentDistillError
+from agentdistill.memory.catalog import Catalog, CatalogQuery
 from agentdistill.memory.trajectories import TrajectoryStore
 from agentdistill.models.scripted import ScriptedModel
-from agentdistill.tools.catalog import Catalog, CatalogQuery
 from agentdistill.trajectory import Recorder
 
 Picker = Callable[[int, str], Sequence[str]]  # (turn number, user message) -> recommended ids

@@ -14,7 +14,7 @@ from agentdistill.benchmarks.suites.rec_metrics import (
     rec_summary,
     violation_count,
 )
-from agentdistill.tools.catalog import Catalog, CatalogQuery
+from agentdistill.memory.catalog import Catalog, CatalogQuery
 
 
 def test_field_agreement_is_jaccard_for_sets_and_equality_for_numbers() -> None:

@@ -19,8 +19,8 @@ from agentdistill.benchmarks.suites.rec_sessions import (
     session_of,
 )
 from agentdistill.errors import InputDataError
+from agentdistill.memory.catalog import Catalog, CatalogQuery
 from agentdistill.memory.embedders import HashingEmbedder
-from agentdistill.tools.catalog import Catalog, CatalogQuery
 
 
 def test_sampling_is_deterministic_and_the_seed_matters(catalog: Catalog) -> None:

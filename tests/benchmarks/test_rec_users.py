@@ -6,8 +6,8 @@ import dataclasses
 
 from agentdistill.benchmarks.suites.rec_sessions import RecSession
 from agentdistill.benchmarks.suites.rec_users import LLMUser, RuleUser
+from agentdistill.memory.catalog import Catalog, CatalogItem, CatalogQuery
 from agentdistill.models.scripted import ScriptedModel
-from agentdistill.tools.catalog import Catalog, CatalogItem, CatalogQuery
 
 TARGET = "s1829"  # Unsolved Mysteries (TV Show, 2020, Crime TV Shows/Docuseries, TV-MA)
 

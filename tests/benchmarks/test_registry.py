@@ -25,7 +25,7 @@ from agentdistill.benchmarks.suites.registry import (
     with_path,
 )
 from agentdistill.errors import InputDataError
-from agentdistill.tools.catalog import Catalog
+from agentdistill.memory.catalog import Catalog
 
 EXPECTED_COUNTS = {
     "hotpotqa": 388, "2wiki": 120, "musique": 120, "gsm8k": 800, "gsm8k-train": 7473, "svamp": 600, "math500": 300,

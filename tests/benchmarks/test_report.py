@@ -9,13 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agentdistill.benchmarks.report import (
-    ReportError,
-    compare_runs,
-    mcnemar_exact,
-    wilson_interval,
-    write_report,
-)
+from agentdistill.benchmarks.report import ReportError, compare_runs, write_report
+from agentdistill.benchmarks.report_stats import mcnemar_exact, wilson_interval
 from agentdistill.benchmarks.results import ItemResult, RunDir, RunDirError, RunSpec
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

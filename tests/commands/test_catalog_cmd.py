@@ -9,7 +9,7 @@ from click.testing import CliRunner, Result
 
 from agentdistill.cli import cli
 from agentdistill.errors import InputDataError
-from agentdistill.tools.catalog import Catalog, CatalogNotFound
+from agentdistill.memory.catalog import Catalog, CatalogNotFound
 
 FAST = ("--embedder", "hashing:32")
 

@@ -10,9 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from agentdistill.agents.common import EmptyQuestion
-from agentdistill.commands.chat import ThreadAgentMismatch, ask, chat
+from agentdistill.commands.chat import ask, chat
 from agentdistill.memory.embedders import HashingEmbedder
-from agentdistill.memory.knowledge import StoreNotFound, build_store, sample_questions_path
+from agentdistill.memory.knowledge_bases import build_store, sample_questions_path
+from agentdistill.memory.store_files import StoreNotFound
+from agentdistill.memory.threads import ThreadAgentMismatch
 from agentdistill.memory.trajectories import TrajectoryStore
 
 EVALUATE = 'Thought: I compute it.\nAction: evaluate\nAction Input: {"expression": "2^10 + 1"}'

@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from agentdistill.commands.chat import ask, chat
+from agentdistill.memory.catalog import Catalog, CatalogItem
 from agentdistill.memory.embedders import HashingEmbedder
 from agentdistill.memory.trajectories import TrajectoryStore
-from agentdistill.tools.catalog import Catalog, CatalogItem
 
 PLAN = json.dumps({"steps": [{"tool": "filter"}, {"tool": "retrieve"}, {"tool": "rank"}, {"tool": "explain"}]})
 

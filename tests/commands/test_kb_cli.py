@@ -10,7 +10,8 @@ from click.testing import CliRunner
 
 from agentdistill.commands.kb import kb
 from agentdistill.errors import AgentDistillError, InputDataError
-from agentdistill.memory.knowledge import EmbedderMismatch, StoreNotFound, open_store
+from agentdistill.memory.knowledge_bases import open_store
+from agentdistill.memory.store_files import EmbedderMismatch, StoreNotFound
 
 DOCS = [
     {"id": "guam", "title": "Battle of Guam", "text": "The American recapture of Guam island in 1944.", "era": "ww2"},

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from agentdistill.distill.data import ChatExample, save_examples
+from agentdistill.distill.chat_examples import ChatExample
+from agentdistill.distill.data import save_examples
 
 CONFIGS = Path(__file__).resolve().parents[2] / "examples" / "accelerate"
 EXPECTED = {
@@ -84,8 +85,9 @@ def test_our_trainer_refuses_deepspeed_and_names_the_way_out(
 ) -> None:
     import accelerate
 
-    from agentdistill.distill.data import EncodedExample
-    from agentdistill.distill.trainer import TrainConfig, UnsupportedLaunch, train
+    from agentdistill.distill.encoding import EncodedExample
+    from agentdistill.distill.train_config import TrainConfig
+    from agentdistill.distill.trainer import UnsupportedLaunch, train
 
     class DeepSpeedAccelerator:  # what accelerate hands out under a DeepSpeed launch config
         distributed_type = "DEEPSPEED"

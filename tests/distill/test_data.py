@@ -11,28 +11,26 @@ from click.testing import CliRunner
 from agentdistill.agents.react import build_react_graph
 from agentdistill.commands.distill_data import dataset
 from agentdistill.config import Settings
-from agentdistill.distill.data import (
-    IGNORE,
+from agentdistill.distill.chat_examples import (
     MIN_VAL_QUESTIONS,
     ChatExample,
-    EmptySelection,
-    SelectConfig,
-    TemplateError,
-    _spans_by_offsets,
-    build_dataset,
-    collate,
     content_hash,
     dedupe,
-    encode_example,
-    encode_examples,
     examples_from_runs,
-    load_examples,
     normalize_question,
+    split_by_question,
+)
+from agentdistill.distill.data import (
+    EmptySelection,
+    SelectConfig,
+    build_dataset,
+    encode_examples,
+    load_examples,
     save_examples,
     select_runs,
-    split_by_question,
-    to_hf_dataset,
 )
+from agentdistill.distill.encoding import IGNORE, TemplateError, _spans_by_offsets, collate, encode_example
+from agentdistill.distill.hf_export import to_hf_dataset
 from agentdistill.errors import InputDataError
 from agentdistill.memory.trajectories import TrajectoryStore
 from agentdistill.models.base import assistant, system, user

@@ -17,15 +17,17 @@ import torch
 from safetensors.torch import load_file
 
 from agentdistill.distill.checkpoints import step_dirs
-from agentdistill.distill.trainer import TrainConfig, train
+from agentdistill.distill.train_config import TrainConfig
+from agentdistill.distill.trainer import train
 
 pytestmark = pytest.mark.integration
 
 SCRIPT = """
 import json, os, random, sys
 from pathlib import Path
-from agentdistill.distill.data import EncodedExample
-from agentdistill.distill.trainer import TrainConfig, train
+from agentdistill.distill.encoding import EncodedExample
+from agentdistill.distill.train_config import TrainConfig
+from agentdistill.distill.trainer import train
 
 base, out, config = Path(sys.argv[1]), Path(sys.argv[2]), TrainConfig(**json.loads(sys.argv[3]))
 rng = random.Random(0)
@@ -38,7 +40,15 @@ if os.environ["RANK"] == "0":
     print("RESULT", json.dumps({"steps": result.steps, "val_loss": result.val_loss}))
 """
 
-SETTINGS = {"lr": 1e-3, "max_steps": 3, "warmup_ratio": 0.0, "lora_dropout": 0.0, "eval_every": 3, "save_every": 2}
+SETTINGS = {
+    "lr": 1e-3,
+    "max_steps": 3,
+    "grad_accum": 1,
+    "warmup_ratio": 0.0,
+    "lora_dropout": 0.0,
+    "eval_every": 3,
+    "save_every": 2,
+}
 
 
 def run_ddp(base: Path, out: Path, workdir: Path, config: dict) -> dict:
@@ -56,7 +66,7 @@ def run_ddp(base: Path, out: Path, workdir: Path, config: dict) -> dict:
 def test_two_gloo_processes_match_one_process(tiny_model_dir: Path, tmp_path: Path) -> None:
     import random
 
-    from agentdistill.distill.data import EncodedExample
+    from agentdistill.distill.encoding import EncodedExample
 
     rng = random.Random(0)
     data = []

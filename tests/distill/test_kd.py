@@ -10,14 +10,10 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from agentdistill.distill.data import EncodedExample, collate
-from agentdistill.distill.kd import (
-    KDTokenizerMismatch,
-    TeacherCache,
-    TeacherCacheError,
-    check_same_tokenizer,
-    kd_loss,
-)
+from agentdistill.distill.encoding import EncodedExample, collate
+from agentdistill.distill.kd import TeacherCache, kd_loss
+from agentdistill.distill.teacher_topk import TeacherCacheError
+from agentdistill.distill.tokenizer_fingerprint import KDTokenizerMismatch, check_same_tokenizer
 
 QA = [
     ("What is 2 + 3?", "2 + 3 = 5, so the answer is 5."),
@@ -252,7 +248,8 @@ def test_train_with_taid_lowers_the_kl_and_ramps_t(
 ) -> None:
     import json
 
-    from agentdistill.distill.trainer import TrainConfig, train
+    from agentdistill.distill.train_config import TrainConfig
+    from agentdistill.distill.trainer import train
 
     # Full batch, so every step sees the same examples and the KL is comparable from step to step.
     config = TrainConfig(lora_r=4, lora_alpha=8, lora_dropout=0.0, lr=1e-2, max_steps=4, batch_size=len(examples),

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from agentdistill.distill.data import EncodedExample, collate
+from agentdistill.distill.encoding import EncodedExample, collate
 from agentdistill.distill.redi import redi_loss
 
 POSITIVES = [
@@ -142,7 +142,8 @@ def test_two_stage_redi_with_the_trainer(tiny_model_dir: Path, positives, negati
     """Stage 1: SFT on the positives. Stage 2: continue from that adapter with redi_loss over both kinds."""
     import json
 
-    from agentdistill.distill.trainer import TrainConfig, train
+    from agentdistill.distill.train_config import TrainConfig
+    from agentdistill.distill.trainer import train
 
     config = TrainConfig(lora_r=4, lora_alpha=8, lora_dropout=0.0, lr=1e-2, max_steps=2, batch_size=4,
                          warmup_ratio=0.0, save_every=0, eval_every=2, device="cpu")  # fmt: skip

@@ -9,9 +9,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from agentdistill.distill.data import ChatExample, collate, encode_examples
-from agentdistill.distill.sft import sft_loss, token_ce_sum, train_sft
-from agentdistill.distill.trainer import TrainConfig
+from agentdistill.distill.chat_examples import ChatExample
+from agentdistill.distill.data import encode_examples
+from agentdistill.distill.encoding import collate
+from agentdistill.distill.sft import sft_loss, token_ce_sum
+from agentdistill.distill.train_config import TrainConfig
+from agentdistill.distill.trainer import train_sft
 from agentdistill.models.transformers_backend import resolve_model_dir
 
 

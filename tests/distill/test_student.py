@@ -14,12 +14,11 @@ from agentdistill.distill.student import (
     StudentDirExists,
     StudentExportError,
     end_of_turn_ids,
-    load_student_spec,
     save_student,
-    student_info,
     tensor_names,
     verify_merged,
 )
+from agentdistill.distill.student_info import load_student_spec, student_info
 from agentdistill.errors import ModelNotFound
 from agentdistill.memory.trajectories import TrajectoryStore
 from agentdistill.models import ModelOptions, make_chat_model, system, user

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agentdistill.commands.distill_train import NotTrainable, resolve_base, train
-from agentdistill.distill.data import ChatExample, save_examples
+from agentdistill.commands.distill_train import train
+from agentdistill.distill.chat_examples import ChatExample
+from agentdistill.distill.data import save_examples
+from agentdistill.models.weights import NotTrainable, local_weights
 
 
 def example(i: int) -> ChatExample:
@@ -72,4 +74,4 @@ def test_missing_dataset_names_the_command_that_makes_it(tiny_model_dir: Path, t
 
 def test_api_models_cannot_be_trained(tmp_path: Path) -> None:
     with pytest.raises(NotTrainable, match="openai:gpt-4o-mini"):
-        resolve_base("openai:gpt-4o-mini", tmp_path)
+        local_weights("openai:gpt-4o-mini", tmp_path)

@@ -13,9 +13,11 @@ import torch
 from safetensors.torch import load_file
 
 from agentdistill.distill.checkpoints import CheckpointMismatch, CorruptCheckpoint, step_dirs
-from agentdistill.distill.data import EncodedExample
+from agentdistill.distill.encoding import EncodedExample
 from agentdistill.distill.sft import sft_loss
-from agentdistill.distill.trainer import NoTrainingData, TrainConfig, TrainingOOM, train
+from agentdistill.distill.train_config import TrainConfig
+from agentdistill.distill.train_step import TrainingOOM
+from agentdistill.distill.trainer import NoTrainingData, train
 from agentdistill.errors import ConfigError
 
 
@@ -30,7 +32,15 @@ def examples(count: int, length: int = 20, *, seed: int = 0) -> list[EncodedExam
 
 
 def fast(**overrides: Any) -> TrainConfig:
-    base = {"lr": 1e-2, "batch_size": 2, "max_steps": 6, "warmup_ratio": 0.0, "eval_every": 3, "save_every": 2}
+    base = {
+        "lr": 1e-2,
+        "batch_size": 2,
+        "grad_accum": 1,
+        "max_steps": 6,
+        "warmup_ratio": 0.0,
+        "eval_every": 3,
+        "save_every": 2,
+    }
     return TrainConfig(**(base | overrides))
 
 

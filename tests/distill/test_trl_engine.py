@@ -9,7 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from agentdistill.commands.distill_train import train as train_command
-from agentdistill.distill.data import ChatExample, EncodedExample, encode_examples, save_examples
+from agentdistill.distill.chat_examples import ChatExample
+from agentdistill.distill.data import encode_examples, save_examples
+from agentdistill.distill.encoding import EncodedExample
 from agentdistill.distill.trl_engine import pretokenized_rows
 
 pytest.importorskip("trl")
@@ -104,7 +106,7 @@ def test_the_trl_export_loads_straight_into_sft_trainer_with_our_trained_tokens(
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from agentdistill.distill.trainer import release_accelerator_state
+    from agentdistill.distill.train_setup import release_accelerator_state
     from agentdistill.distill.trl_export import export_trl
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)

@@ -17,22 +17,16 @@ from agentdistill.errors import InputDataError, StoreError
 from agentdistill.memory import store_files
 from agentdistill.memory.documents import chunk_spans, load_documents
 from agentdistill.memory.embedders import HashingEmbedder
-from agentdistill.memory.knowledge import (
-    CorruptStore,
-    DocumentNotFound,
-    DuplicateDocument,
-    EmbedderMismatch,
-    KnowledgeConfig,
-    KnowledgeStore,
-    StoreNotFound,
+from agentdistill.memory.knowledge import KnowledgeStore
+from agentdistill.memory.knowledge_bases import (
     add_documents,
     build_store,
-    delete_store,
-    list_stores,
     open_store,
     sample_kb_path,
     sample_questions_path,
 )
+from agentdistill.memory.knowledge_types import DocumentNotFound, DuplicateDocument, KnowledgeConfig
+from agentdistill.memory.store_files import CorruptStore, EmbedderMismatch, StoreNotFound, delete_store, list_stores
 
 ANIMALS = [
     {
@@ -246,7 +240,7 @@ def test_process_killed_mid_save_leaves_a_loadable_store(tmp_path: Path) -> None
         import os, signal
         from agentdistill.memory import vector_index
         from agentdistill.memory.embedders import HashingEmbedder
-        from agentdistill.memory.knowledge import open_store
+        from agentdistill.memory.knowledge_bases import open_store
         store = open_store("k", {str(tmp_path)!r}, embedder=HashingEmbedder(256))
         store.add([{{"id": "new", "title": "New", "text": "a brand new document"}}])
         real = vector_index.write

@@ -20,14 +20,9 @@ from agentdistill.agents.react import build_react_graph  # noqa: E402
 from agentdistill.errors import ConfigError, ModelNotFound, ModelUnavailable  # noqa: E402
 from agentdistill.memory.trajectories import TrajectoryStore  # noqa: E402
 from agentdistill.models import ChatModel, ModelOptions, local_backend, make_chat_model, system, user  # noqa: E402
-from agentdistill.models.gguf_backend import (  # noqa: E402
-    GGUFChatModel,
-    GGUFLoadError,
-    PromptTooLong,
-    load_gguf_file,
-    packaged_gguf_path,
-    resolve_threads,
-)
+from agentdistill.models.gguf_backend import load_gguf_file, packaged_gguf_path, resolve_threads  # noqa: E402
+from agentdistill.models.gguf_model import GGUFChatModel, PromptTooLong  # noqa: E402
+from agentdistill.models.gguf_runtime import GGUFLoadError  # noqa: E402
 from agentdistill.models.packaged import ChecksumMismatch, find_packaged, is_installed  # noqa: E402
 from agentdistill.paths import cache_dir  # noqa: E402
 from agentdistill.tools.base import Tool  # noqa: E402

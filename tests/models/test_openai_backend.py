@@ -13,7 +13,8 @@ import pytest
 from agentdistill.errors import ModelCallError, ModelUnavailable
 from agentdistill.models import ChatModel, ModelOptions, make_chat_model, system, user
 from agentdistill.models.openai_backend import OpenAIChatModel
-from agentdistill.testing.openai_server import FakeOpenAIServer, Fault
+from agentdistill.testing.openai_script import Fault
+from agentdistill.testing.openai_server import FakeOpenAIServer
 
 REACT = "Thought: look it up\nAction: search\nAction Input: capital\nObservation: invented by the model"
 STOP = ["\nObservation:"]

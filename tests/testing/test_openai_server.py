@@ -9,7 +9,8 @@ import time
 import httpx
 import pytest
 
-from agentdistill.testing.openai_server import FakeOpenAIServer, Fault
+from agentdistill.testing.openai_script import Fault
+from agentdistill.testing.openai_server import FakeOpenAIServer
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi there"}]}
 

@@ -1,0 +1,65 @@
+"""What an agent answers from when a person asks it (chat, ask, demo, LangGraph Studio): a knowledge base or a catalog.
+
+The question-answering agents search a named knowledge store under `<home>/kb` (the shipped sample one is built on
+first use); recbot recommends from an item catalog: a directory the user imported, or the shipped Netflix titles
+(embedded into `<home>/catalogs/` on first use). Benchmarks choose their stores per suite instead
+(benchmarks/suites/kb_cache.py).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agentdistill.config import Settings
+from agentdistill.errors import AgentDistillError
+from agentdistill.memory.knowledge_bases import open_named
+
+if TYPE_CHECKING:
+    from agentdistill.memory.catalog import Catalog
+    from agentdistill.memory.knowledge import KnowledgeStore
+
+NO_KB = "none"
+Say = Callable[[str], None]
+
+
+class CatalogNeedsRecbot(AgentDistillError):
+    def __init__(self, agent: str) -> None:
+        super().__init__(f"--catalog is a recbot option; the {agent} agent answers from --kb.")
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def open_kb(config: Settings, name: str, say: Say = _stderr) -> KnowledgeStore | None:
+    """The knowledge store `name` under `<home>/kb` ("none": no KB); "sample" is built from the package on first use."""
+    if name == NO_KB:
+        return None
+    return open_named(name, config.kb_root, device=config.torch_device, say=say)
+
+
+def open_catalog(config: Settings, agent: str, catalog_dir: Path | None, say: Say = _stderr) -> Catalog | None:
+    """recbot's catalog: `catalog_dir`, else the shipped Netflix titles (embedded on first use); None for others."""
+    if agent != "recbot":
+        if catalog_dir is not None:
+            raise CatalogNeedsRecbot(agent)
+        return None
+    # imported here: only recbot needs the catalog code (SQLite, FAISS) and an embedder
+    from agentdistill.memory.catalog import Catalog, default_catalog
+    from agentdistill.memory.embedders import make_embedder
+
+    if catalog_dir is not None:
+        return Catalog.open(catalog_dir)  # with the embedder recorded when it was built
+    say(f"opening the shipped Netflix catalog in {config.home / 'catalogs'} (built on first use)...")
+    return default_catalog(config.home, make_embedder(None, device=config.torch_device))
+
+
+def agent_sources(
+    config: Settings, agent: str, kb_name: str, catalog_dir: Path | None, say: Say = _stderr
+) -> dict[str, Any]:
+    """What the agent answers from, as `build_agent` keywords: a knowledge base, or (recbot) a catalog."""
+    catalog = open_catalog(config, agent, catalog_dir, say)
+    return {"kb": None if agent == "recbot" else open_kb(config, kb_name, say), "catalog": catalog}
