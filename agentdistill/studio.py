@@ -57,3 +57,7 @@ async def cot(config: RunnableConfig | None = None) -> CompiledStateGraph:
 
 async def reader(config: RunnableConfig | None = None) -> CompiledStateGraph:
     return await asyncio.to_thread(_graph, "reader", config)
+
+
+async def materials(config: RunnableConfig | None = None) -> CompiledStateGraph:
+    return await asyncio.to_thread(_graph, "materials", config)

@@ -256,6 +256,37 @@ class Recorder:
         self.store.annotate_last_model_step(cursor.run_id, parsed=dict(parsed) if parsed else None, error=error)
 
 
+class DelegateRecorder(Recorder):
+    """A sub-agent's recorder: its graph records into the delegating graph's current run, not a run of its own.
+
+    A hierarchical agent (a supervisor handing tasks to reused graphs) is one trajectory: each sub-graph's
+    `start` opens no run but notes the task as a `delegate` event in the parent's run, its model calls are
+    recorded there under roles prefixed with the sub-agent's name (e.g. `data.policy`), and its `finish` notes
+    the result as a `delegate_result` event. Build the sub-graphs before the first run starts, so the parent run
+    lists every role's model.
+    """
+
+    def __init__(self, parent: Recorder, name: str) -> None:
+        super().__init__(parent.store, agent=parent.agent, meta=parent.meta)
+        self.parent, self.name = parent, name
+        self.roles = parent.roles  # shared: the parent's run lists the sub-agents' models too
+        self._counters = parent._counters  # shared: one run, one sequence of step indices
+
+    def start(self, question: str, *, meta: Mapping[str, Any] | None = None, run_id: str | None = None) -> str:
+        cursor = self.parent._cursor.get()
+        if cursor is None:
+            raise RuntimeError(f"sub-agent {self.name!r} was started outside a recorded node of its parent graph")
+        self.parent.event("delegate", {"agent": self.name, "task": question})
+        return cursor.run_id
+
+    def finish(self, run_id: str, *, status: RunStatus, answer: str | None, error: StepError | None = None) -> None:
+        data = {"agent": self.name, "status": status, "answer": answer}
+        self.parent.event("delegate_result", {**data, "error": error.as_dict() if error else None})
+
+    def wrap(self, model: ChatModel, *, role: str = "policy") -> ChatModel:
+        return super().wrap(model, role=f"{self.name}.{role}")
+
+
 def _in_langgraph_run() -> bool:
     """Whether this thread runs a LangGraph node (langgraph keeps the node's config in a context variable)."""
     try:

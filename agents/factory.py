@@ -7,7 +7,9 @@ module is the one place that decides which tools each agent gets by default:
 - codeact: a Python sandbox whose code can call KB `search`, with sympy imported;
 - lag: KB `search` (it cannot run without one);
 - recbot: the catalog tools (filter, retrieve, rank, explain); it cannot run without a catalog;
-- cot: no tools (the bare one-call baseline); reader: KB `search` (one search, one call).
+- cot: no tools (the bare one-call baseline); reader: KB `search` (one search, one call);
+- materials: the materials tools over a MaterialsStore (lookups and exact calculators), for its data assistant
+  and, callable from code, its calc assistant; it cannot run without a store.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
@@ -26,6 +28,7 @@ from agentdistill.agents.common import load_prompt
 from agentdistill.agents.cot import build_cot_graph
 from agentdistill.agents.exemplars import ExemplarBank, exemplar_file
 from agentdistill.agents.lag import build_lag_graph
+from agentdistill.agents.materials import build_materials_graph
 from agentdistill.agents.react import build_react_graph
 from agentdistill.agents.reader import build_reader_graph
 from agentdistill.agents.recbot import build_recbot_graph
@@ -40,7 +43,10 @@ from agentdistill.tools.retrieval import make_lookup_tool, make_search_tool
 from agentdistill.tools.sandbox import PythonSandbox, SandboxConfig
 from agentdistill.trajectory import Recorder
 
-AGENTS = ("react", "codeact", "lag", "recbot", "cot", "reader")
+if TYPE_CHECKING:
+    from agentdistill.memory.materials import MaterialsStore
+
+AGENTS = ("react", "codeact", "lag", "recbot", "cot", "reader", "materials")
 KB_TOOLS = "kb"  # tool_names value: the knowledge-base tools only (what react gets on question-answering suites)
 BASELINES = ("cot", "reader")  # one model call each: what an agent must beat on the same items and model
 BUILDERS: Mapping[str, Callable[..., CompiledStateGraph]] = {
@@ -50,7 +56,9 @@ BUILDERS: Mapping[str, Callable[..., CompiledStateGraph]] = {
     "recbot": build_recbot_graph,
     "cot": build_cot_graph,
     "reader": build_reader_graph,
+    "materials": build_materials_graph,
 }
+SANDBOXED = ("codeact", "materials")  # agents whose graphs run code (materials: its calc assistant)
 
 
 class UnknownAgent(AgentDistillError):
@@ -73,6 +81,15 @@ class CatalogRequired(AgentDistillError):
             f"the {agent} agent recommends from an item catalog: pass catalog=default_catalog(home, embedder) "
             "(the shipped Netflix titles) or Catalog.open(DIR); on the command line, omit --catalog for the "
             "shipped one or pass --catalog DIR (`agentdistill catalog import FILE --out DIR` makes one)."
+        )
+
+
+class MaterialsRequired(AgentDistillError):
+    def __init__(self, agent: str) -> None:
+        super().__init__(
+            f"the {agent} agent answers from a materials store: pass materials=default_materials_store(home, embedder)"
+            " (the shipped Materials Project sample) or MaterialsStore.open(DIR); on the command line, `--agent"
+            " materials` opens the shipped one."
         )
 
 
@@ -110,9 +127,17 @@ class StreamingModel:
         return getattr(self.inner, name)
 
 
-def default_tools(name: str, kb: KnowledgeStore | None, catalog: Catalog | None = None) -> list[Tool]:
+def default_tools(
+    name: str, kb: KnowledgeStore | None, catalog: Catalog | None = None, materials: MaterialsStore | None = None
+) -> list[Tool]:
     """The tools `build_agent` gives agent `name` (codeact's are the host tools its sandbox can call)."""
     check_agent(name)
+    if name == "materials":
+        if materials is None:
+            raise MaterialsRequired(name)
+        from agentdistill.tools.materials import make_materials_tools
+
+        return make_materials_tools(materials)
     if name == "recbot":
         if catalog is None:
             raise CatalogRequired(name)
@@ -193,9 +218,10 @@ def prompt_hash(name: str, options: Mapping[str, Any], prompts_dir: Path | None 
     """
     from importlib import resources
 
-    prefix = {"reader": "reader"}.get(name, f"{name}_")
+    # the materials agent also shows its assistants' prompts (react's and codeact's)
+    prefixes = {"reader": ("reader",), "materials": ("materials_", "react_", "codeact_")}.get(name, (f"{name}_",))
     packaged = resources.files("agentdistill.agents") / "prompts"
-    names = sorted(p.name for p in packaged.iterdir() if p.name.startswith(prefix) and p.name.endswith(".txt"))
+    names = sorted(p.name for p in packaged.iterdir() if p.name.startswith(prefixes) and p.name.endswith(".txt"))
     digest = hashlib.sha256(f"{name}\n{json.dumps(dict(options), sort_keys=True, default=str)}\n".encode())
     if isinstance(options.get("examples"), str):  # few-shot examples live outside the agent's prefix
         names.append(f"{options['examples']}.txt")
@@ -266,6 +292,7 @@ def build_agent(
     on_token: TokenCallback | None = None,
     tools: Sequence[Tool] | None = None,
     catalog: Catalog | None = None,
+    materials: MaterialsStore | None = None,
     **options: Any,
 ) -> CompiledStateGraph:
     """Build agent `name` around `model` with its default tools (or `tools` instead).
@@ -274,14 +301,15 @@ def build_agent(
     fails there with Python's own "unexpected keyword argument". `on_token` streams every single-sample
     model call's text as it is produced. `recorder` None records nothing. `catalog` is recbot's item
     catalog (required for it, ignored by the others); recbot makes a fixed number of calls per turn, so it
-    takes no `max_steps`. `model` may also be any LangChain chat model (ChatOpenAI, ChatOllama, ...).
+    takes no `max_steps`. `materials` is the materials agent's records store (required for it). `model` may also
+    be any LangChain chat model (ChatOpenAI, ChatOllama, ...).
     """
     check_agent(name)
     recorder = recorder or Recorder(None, agent=name)
     model = as_chat_model(model)
     if on_token is not None:
         model = StreamingModel(model, on_token)
-    chosen = list(tools) if tools is not None else default_tools(name, kb, catalog)
+    chosen = list(tools) if tools is not None else default_tools(name, kb, catalog, materials)
     if "tool_names" in options:
         options = dict(options)
         chosen = pick_tools(chosen, options.pop("tool_names"))
@@ -292,10 +320,10 @@ def build_agent(
         if catalog is None:
             raise CatalogRequired(name)
         options = {**options, "catalog": catalog}
-    if name == "codeact":
+    if name in SANDBOXED:
         # sympy is importable in any sandbox; importing it up front saves each first cell ~1 s.
         options = {
-            **codeact_options(options),
+            **(codeact_options(options) if name == "codeact" else options),
             "sandbox": sandbox or PythonSandbox(SandboxConfig(), preamble="import sympy"),
         }
     return BUILDERS[name](model, chosen, **common, **options)

@@ -66,10 +66,14 @@ class ReactState(TypedDict, total=False):
 
 
 def react_messages(
-    question: str, history: Sequence[Sequence[str]], tools: Sequence[Tool], prompts_dir: Path | None = None
+    question: str,
+    history: Sequence[Sequence[str]],
+    tools: Sequence[Tool],
+    prompts_dir: Path | None = None,
+    system_prompt: str = "react_system",
 ) -> list[Message]:
     """The opening messages of a turn: format + tool list as system, earlier turns + the question as user."""
-    system_text = load_prompt("react_system", prompts_dir).format(
+    system_text = load_prompt(system_prompt, prompts_dir).format(
         tools=render_tools(tools), tool_names=", ".join(t.name for t in tools) or "none"
     )
     earlier = "".join(f"Q: {q}\nA: {a or '(no answer)'}\n" for q, a in history)
@@ -91,6 +95,7 @@ def build_react_graph(
     last_call_note: bool = True,
     search_first: int = 0,
     context_chars: int = CONTEXT_CHARS,
+    system_prompt: str = "react_system",
 ) -> CompiledStateGraph:
     """Teacher or student, the graph is identical: the model is an argument, never looked up.
 
@@ -101,6 +106,7 @@ def build_react_graph(
     `search` tool): it makes react answer like the one-call reader in ~1.2 calls, but on HotpotQA with
     Qwen2.5-Coder-1.5B it scored below that reader (F1 0.385 vs 0.485 on 77 items), so it stays an option.
     When the conversation passes `context_chars`, the oldest observations (never the latest) are shortened.
+    `system_prompt` names the template of the format and its worked example (another agent's tools need theirs).
     With a checkpointer, each `invoke({"question": q}, config={"configurable": {"thread_id": t}})` is a new turn
     (a new recorded run) that sees the thread's earlier questions and answers.
     """
@@ -117,7 +123,7 @@ def build_react_graph(
         model = NativeToolModel(model, tools)  # inside the recorder, so the trajectory holds the rendered text
     model = recorder.wrap(model, role="policy")  # wrapped once, so no node can forget to record a call
     by_name: Mapping[str, Tool] = {tool.name: tool for tool in tools}
-    react_messages("", [], tools, prompts_dir)  # a broken override template fails now, not mid-chat
+    react_messages("", [], tools, prompts_dir, system_prompt)  # a broken override template fails now, not mid-chat
     # The cue after the observation matters: without it Qwen2.5-Coder-0.5B often echoes "Observation: ..."
     # back, which the stop sequence cuts to an empty turn.
     observation_template = load_prompt("react_observation", prompts_dir).strip()
@@ -128,8 +134,9 @@ def build_react_graph(
         history = state.get("history") or []
         thread = (config.get("configurable") or {}).get("thread_id")
         run_id = recorder.start(question, meta={"thread_id": thread, "turn": len(history)} if thread else None)
+        messages = react_messages(question, history, tools, prompts_dir, system_prompt)
         return {
-            "question": question, "run_id": run_id, "messages": react_messages(question, history, tools, prompts_dir),
+            "question": question, "run_id": run_id, "messages": messages,
             "steps": 0, "action": None, "done_actions": [], "candidate": None, "answer": None, "status": "running",
             "error": None,
         }  # fmt: skip

@@ -18,8 +18,9 @@ from typing import Any
 from agentdistill.agents.turn import run_turn
 from agentdistill.benchmarks.cost import cost_usd
 from agentdistill.benchmarks.items import Item
-from agentdistill.benchmarks.metrics import INSUFFICIENT, Score
+from agentdistill.benchmarks.metrics import INSUFFICIENT
 from agentdistill.benchmarks.results import RETRY, ItemResult, ItemStatus
+from agentdistill.benchmarks.score import Score
 from agentdistill.errors import AgentDistillError, ModelUnavailable, StoreError
 from agentdistill.memory.trajectories import TrajectoryStore
 from agentdistill.models.base import ChatModel, Completion, Message, TokenCallback

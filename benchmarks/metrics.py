@@ -10,8 +10,9 @@ import re
 import string
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+from agentdistill.benchmarks.materials_metric import materials_score
+from agentdistill.benchmarks.score import Score
 from agentdistill.tools.math import MathInputError, math_equivalent
 
 INSUFFICIENT = "insufficient information"
@@ -39,18 +40,6 @@ _PI = re.compile(r"\\pi(?![A-Za-z])|(?<![A-Za-z\\])pi(?![A-Za-z])")
 _CHOICE = re.compile(r"\(?([A-E])\)?")
 _WORDS = re.compile(r"[A-Za-z][A-Za-z ]*")
 _SYMPY_FAULTS = (MathInputError, ArithmeticError, AttributeError, TypeError, ValueError, RecursionError)
-
-
-@dataclass(frozen=True)
-class Score:
-    """`correct` is what accuracy counts; em/f1 are kept for the reports."""
-
-    correct: bool
-    em: float
-    f1: float
-
-    def as_dict(self) -> dict[str, float]:
-        return {"correct": float(self.correct), "em": self.em, "f1": self.f1}
 
 
 def normalize_answer(text: str) -> str:
@@ -255,4 +244,4 @@ def _equivalent(a: str, b: str) -> bool:
         return False
 
 
-METRICS = {"qa": qa_score, "math": math_score}
+METRICS = {"qa": qa_score, "math": math_score, "materials": materials_score}

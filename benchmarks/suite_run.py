@@ -4,8 +4,9 @@
 exactly the graph, with the tools, metric and simulated user its teacher was collected and evaluated with:
 - a recommendation suite plays each item as a session with a simulated user (one recbot graph per session,
   with its own memory), scored by the episode;
-- every other suite builds the agent over the suite's knowledge store (codeact: a sandbox with sympy
-  preloaded; each run opens and closes its own session of it) and scores the answer with the suite's metric.
+- every other suite builds the agent over the suite's knowledge store or records store (codeact and materials:
+  a sandbox with sympy preloaded; each run opens and closes its own session of it) and scores the answer with
+  the suite's metric.
 The callers choose the model, the run directory and the runner's settings.
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agentdistill.agents.factory import build_agent, metric_options
+from agentdistill.agents.factory import SANDBOXED, build_agent, metric_options
 from agentdistill.benchmarks.items import Item
 from agentdistill.benchmarks.metrics import METRICS
 from agentdistill.benchmarks.results import RunDir
@@ -29,6 +30,7 @@ from agentdistill.trajectory import Recorder
 if TYPE_CHECKING:
     from agentdistill.memory.catalog import Catalog
     from agentdistill.memory.knowledge import KnowledgeStore
+    from agentdistill.memory.materials import MaterialsStore
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class SuiteAgent:
     max_steps: int | None = None  # model calls per item (None: the agent's default)
     kb: KnowledgeStore | None = None  # what the QA agents search
     catalog: Catalog | None = None  # what recbot recommends from (rec suites)
+    materials: MaterialsStore | None = None  # what the materials agent looks up (records suites)
 
     def graph_options(self) -> dict[str, Any]:
         """The options the graph is built with: the agent's own plus what the suite's metric implies."""
@@ -79,12 +82,12 @@ def _graphs(setup: SuiteAgent, model: ChatModel, user_model: UserModel) -> tuple
             return session_graph(model, recorder, catalog, options)
 
         return session, None, episode
-    sandbox = _sandbox() if setup.agent == "codeact" else None
+    sandbox = _sandbox() if setup.agent in SANDBOXED else None
     graph_opts = setup.graph_options()
 
     def graph(recorder: Recorder) -> Any:
         return build_agent(setup.agent, model, kb=setup.kb, recorder=recorder, max_steps=setup.max_steps,
-                           sandbox=sandbox, **graph_opts)  # fmt: skip
+                           sandbox=sandbox, materials=setup.materials, **graph_opts)  # fmt: skip
 
     return graph, METRICS[setup.suite.metric], None
 

@@ -1,9 +1,10 @@
-"""What an agent answers from when a person asks it (chat, ask, demo, LangGraph Studio): a knowledge base or a catalog.
+"""What an agent answers from when a person asks it (chat, ask, demo, LangGraph Studio): a KB, catalog or records.
 
 The question-answering agents search a named knowledge store under `<home>/kb` (the shipped sample one is built on
 first use); recbot recommends from an item catalog: a directory the user imported, or the shipped Netflix titles
-(embedded into `<home>/catalogs/` on first use). Benchmarks choose their stores per suite instead
-(benchmarks/suites/kb_cache.py).
+(embedded into `<home>/catalogs/` on first use); the materials agent looks up Materials Project records (the
+shipped sample, built into `<home>/materials/` on first use). Benchmarks choose their stores per suite instead
+(benchmarks/suites/kb_cache.py, materials_setup.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from agentdistill.memory.knowledge_bases import open_named
 if TYPE_CHECKING:
     from agentdistill.memory.catalog import Catalog
     from agentdistill.memory.knowledge import KnowledgeStore
+    from agentdistill.memory.materials import MaterialsStore
 
 NO_KB = "none"
 Say = Callable[[str], None]
@@ -57,9 +59,22 @@ def open_catalog(config: Settings, agent: str, catalog_dir: Path | None, say: Sa
     return default_catalog(config.home, make_embedder(None, device=config.torch_device))
 
 
+def open_materials(config: Settings, agent: str, say: Say = _stderr) -> MaterialsStore | None:
+    """The materials agent's records store: the shipped Materials Project sample (built on first use)."""
+    if agent != "materials":
+        return None
+    from agentdistill.memory.embedders import make_embedder
+    from agentdistill.memory.materials import default_materials_store
+
+    say(f"opening the shipped materials records in {config.home / 'materials'} (built on first use)...")
+    return default_materials_store(config.home, make_embedder(None, device=config.torch_device))
+
+
 def agent_sources(
     config: Settings, agent: str, kb_name: str, catalog_dir: Path | None, say: Say = _stderr
 ) -> dict[str, Any]:
-    """What the agent answers from, as `build_agent` keywords: a knowledge base, or (recbot) a catalog."""
+    """What the agent answers from, as `build_agent` keywords: a knowledge base, (recbot) a catalog or (materials)
+    a records store."""
     catalog = open_catalog(config, agent, catalog_dir, say)
-    return {"kb": None if agent == "recbot" else open_kb(config, kb_name, say), "catalog": catalog}
+    kb = None if agent in ("recbot", "materials") else open_kb(config, kb_name, say)
+    return {"kb": kb, "catalog": catalog, "materials": open_materials(config, agent, say)}

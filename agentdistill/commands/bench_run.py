@@ -28,6 +28,7 @@ from agentdistill.benchmarks.results import RunDir, RunSpec
 from agentdistill.benchmarks.runner import RunnerConfig, RunSummary
 from agentdistill.benchmarks.suite_run import SuiteAgent, run_suite
 from agentdistill.benchmarks.suites.kb_cache import suite_kb
+from agentdistill.benchmarks.suites.materials_setup import suite_materials
 from agentdistill.benchmarks.suites.rec_metrics import rec_rows, rec_summary
 from agentdistill.benchmarks.suites.rec_setup import suite_catalog
 from agentdistill.benchmarks.suites.registry import (
@@ -125,23 +126,26 @@ def run(
     if stored is not None:
         _check_same_work(stored, spec)
     kb = suite_kb(suite, items, config.kb_root, kb_name=spec.kb, embedder=spec.embedder, device=config.torch_device)
+    records = suite_materials(suite, data_dir or config.data_dir, config.home, spec.embedder, config.torch_device)
     with contextlib.ExitStack() as stack:
         model = stack.enter_context(
             open_model(spec.model, config.model_options(), concurrency=concurrency, engine=engine_mode,  # type: ignore[arg-type]
                        home=config.home, say=lambda m: click.echo(f"agentdistill: {m}", err=True), slots=engine_slots)
         )  # fmt: skip
-        _run(ctx, config, suite, spec, stored, run_dir, items, kb, catalog, model, agent, concurrency, item_timeout,
-             as_json)  # fmt: skip
+        _run(ctx, config, suite, spec, stored, run_dir, items, (kb, catalog, records), model, agent, concurrency,
+             item_timeout, as_json)  # fmt: skip
 
 
 def _run(
     ctx: click.Context, config: Settings, suite: Suite, spec: RunSpec, stored: RunDir | None, run_dir: Path | None,
-    items: Sequence[Item], kb: Any, catalog: Any, model: ChatModel, agent: str, concurrency: int,
+    items: Sequence[Item], sources: tuple[Any, Any, Any], model: ChatModel, agent: str, concurrency: int,
     item_timeout: float, as_json: bool,
 ) -> None:  # fmt: skip
     target = stored or RunDir.create(run_dir or _default_run_dir(config, spec), spec)
     click.echo(f"run dir: {target.path} ({len(target.pending_ids())} of {len(spec.item_ids)} items to run)", err=True)
-    setup = SuiteAgent(suite, agent, dict(target.spec.options), max_steps=spec.max_steps, kb=kb, catalog=catalog)
+    kb, catalog, records = sources
+    setup = SuiteAgent(suite, agent, dict(target.spec.options), max_steps=spec.max_steps, kb=kb, catalog=catalog,
+                       materials=records)  # fmt: skip
     shown = setup.options
     if suite.episode is not None:  # what the model is shown: the agent's options without the simulated user's
         from agentdistill.benchmarks.suites.rec_episode import split_options

@@ -104,7 +104,7 @@ def suite_kb(
     """
     if kb_name is not None or suite.kb == "named":
         return _named(suite, kb_name or suite.kb_name, Path(kb_root), embedder, device, progress)
-    if suite.kb == "none":
+    if suite.kb in ("none", "records"):  # records suites search their own store (suites/materials_setup.py)
         return None
     docs = pooled_documents(items)
     if not docs:

@@ -32,7 +32,7 @@ REC_LOADERS = ("rec-sessions", "rec-requests")  # items made from the item catal
 _CONFIG_HINT = (
     '`--data-dir DIR`, or `data_dir = "DIR"` in <home>/config.toml (home: $AGENTDISTILL_HOME or ~/.agentdistill)'
 )
-_NO_DATA_SUITES = "`sample`, `gsm8k-sample` and `rec-netflix` need no data dir"
+_NO_DATA_SUITES = "`sample`, `gsm8k-sample`, `materials-sample` and `rec-netflix` need no data dir"
 
 
 class UnknownSuite(AgentDistillError):
@@ -83,6 +83,7 @@ def _suite(name: str, description: str, loader: str, path: str, agent: str, metr
 
 _HOTPOT_LICENSE = "CC BY-SA 4.0 (HotpotQA, Yang et al. 2018)"
 _GSM8K_LICENSE = "MIT (GSM8K, Cobbe et al. 2021)"
+_MP_LICENSE = "CC BY 4.0 (Materials Project data, via the LLaMP repo, BSD-3-Clause)"
 SUITES: Mapping[str, Suite] = MappingProxyType(
     {
         s.name: s
@@ -131,6 +132,16 @@ SUITES: Mapping[str, Suite] = MappingProxyType(
                 "math500", "MATH-500: 300 competition problems with LaTeX answers",
                 "math500", "math/math500_shared.jsonl", "codeact", "math",
                 license="MIT (MATH, Hendrycks et al. 2021; MATH-500 from openai/prm800k)",
+            ),
+            _suite(
+                "materials-sample", "questions with exact answers from the ~80 Materials Project records shipped in the"
+                " package (no data dir needed)", "materials", f"{PACKAGE}materials_sample.jsonl", "materials",
+                "materials", kb="records", license=_MP_LICENSE,
+            ),
+            _suite(
+                "materials", "questions with exact answers (ordering, magnetization, energies, band gap, bulk modulus,"
+                " molar mass) from 225 Materials Project records", "materials", "materials/mp_records_shared.jsonl",
+                "materials", "materials", kb="records", license=_MP_LICENSE,
             ),
             _suite(
                 "rec-netflix", "40 simulated users hunting a hidden title in the packaged Netflix catalog",
@@ -222,4 +233,8 @@ def load_items(
         if suite.loader == "rec-requests":
             return load_requests(path, catalog, limit=limit)
         return session_items(catalog)[:limit]
+    if suite.loader == "materials":  # questions generated from the records (imported here: pymatgen is slow to load)
+        from agentdistill.benchmarks.suites.materials_questions import materials_items
+
+        return materials_items(path, limit=limit)
     return load_dataset(suite.loader, path, limit=limit, fields=dict(suite.fields) or None)

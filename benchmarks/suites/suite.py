@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-KbMode = Literal["contexts", "named", "none"]
+KbMode = Literal["contexts", "named", "none", "records"]
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,9 @@ class Suite:
     path: str
     agent: str  # default agent (react | codeact | lag | recbot); --agent overrides
     metric: str  # key of metrics.METRICS: qa | math; "rec" for episode suites (scored by rec_episode)
-    kb: KbMode = "none"  # contexts: the items' passages pooled into one KB (cached by content hash)
+    # contexts: the items' passages pooled into one KB (cached by content hash); records: the suite's file is a
+    # records store the agent searches (materials), built from it and cached the same way
+    kb: KbMode = "none"
     kb_name: str | None = None  # for kb="named": the default KB name; --kb overrides
     max_steps: int | None = None  # agent default when None
     license: str = ""

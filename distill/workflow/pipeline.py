@@ -36,6 +36,7 @@ from agentdistill.benchmarks.results import RunDir, RunSpec
 from agentdistill.benchmarks.runner import RunnerConfig, RunSummary, summarize
 from agentdistill.benchmarks.suite_run import SuiteAgent, run_suite
 from agentdistill.benchmarks.suites.kb_cache import suite_kb
+from agentdistill.benchmarks.suites.materials_setup import suite_materials
 from agentdistill.benchmarks.suites.rec_setup import suite_catalog
 from agentdistill.benchmarks.suites.registry import get_suite
 from agentdistill.config import Settings
@@ -61,6 +62,7 @@ class Pipeline:
         self.suite = get_suite(plan.suite)
         self.device = settings.torch_device
         self.catalog = suite_catalog(self.suite, settings.home, plan.embedder, self.device)
+        self.materials = suite_materials(self.suite, settings.data_dir, settings.home, plan.embedder, self.device)
         self.train_items, self.eval_items = split_items(
             self.suite, settings.data_dir, plan.train_limit, plan.eval_limit, catalog=self.catalog
         )
@@ -211,7 +213,8 @@ class Pipeline:
     ) -> RunSummary:
         plan = self.plan
         kb = self._kb() if self.suite.episode is None else None
-        setup = SuiteAgent(self.suite, plan.agent, plan.options, max_steps=plan.max_steps, kb=kb, catalog=self.catalog)
+        setup = SuiteAgent(self.suite, plan.agent, plan.options, max_steps=plan.max_steps, kb=kb, catalog=self.catalog,
+                           materials=self.materials)  # fmt: skip
         config = RunnerConfig(concurrency=in_flight, item_timeout_s=plan.item_timeout_s,
                               run_meta={"prompt_hash": self.prompt_hash})  # fmt: skip
         with TrajectoryStore.open(self.settings.trajectories_path) as store:

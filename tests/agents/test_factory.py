@@ -34,7 +34,7 @@ def store(home: Path) -> TrajectoryStore:
 
 
 def test_unknown_agent_lists_the_valid_ones() -> None:
-    assert AGENTS == ("react", "codeact", "lag", "recbot", "cot", "reader")
+    assert AGENTS == ("react", "codeact", "lag", "recbot", "cot", "reader", "materials")
     with pytest.raises(UnknownAgent, match="unknown agent 'reactt': choose one of react, codeact, lag, recbot, cot"):
         build_agent("reactt", ScriptedModel([]), kb=None, recorder=None)
 

@@ -33,13 +33,17 @@ EXPECTED_COUNTS = {
 
 
 def test_every_suite_names_a_real_loader_metric_agent_and_kb_mode() -> None:
-    assert set(SUITES) == {*EXPECTED_COUNTS, "sample", "gsm8k-sample", "bamboogle", "rec-netflix", "rec-requests"}
+    assert set(SUITES) == {*EXPECTED_COUNTS, "sample", "gsm8k-sample", "bamboogle", "rec-netflix", "rec-requests",
+                           "materials", "materials-sample"}  # fmt: skip
     for suite in SUITES.values():
         assert suite.agent in AGENTS and suite.license and suite.description, suite.name
-        assert suite.kb in ("contexts", "named", "none"), suite.name
+        assert suite.kb in ("contexts", "named", "none", "records"), suite.name
         if suite.episode is not None:  # recommendation suites: items from the catalog, scored by their episode
             assert suite.loader in REC_LOADERS and suite.metric == "rec" and suite.agent == "recbot", suite.name
             assert suite.kb == "none" and suite.episode in ("simulated", "requests"), suite.name
+            continue
+        if suite.kb == "records":  # materials: questions generated from the records the agent searches
+            assert (suite.loader, suite.metric, suite.agent) == ("materials", "materials", "materials"), suite.name
             continue
         assert suite.loader in LOADERS and suite.metric in METRICS, suite.name
         assert (suite.metric == "math") == (suite.kb == "none"), suite.name

@@ -304,7 +304,8 @@ def test_packaged_subset_with_minilm(tmp_path: Path) -> None:
 
     started = time.perf_counter()
     catalog = default_catalog(tmp_path, make_embedder("minilm"))
-    assert len(catalog) == 1500 and time.perf_counter() - started < 120
+    # a hang guard, not a speed test: embedding 1500 titles takes ~60 s alone on 2 cores, 2-3x that beside other work
+    assert len(catalog) == 1500 and time.perf_counter() - started < 600
     scary = CatalogQuery(genres=("Horror Movies",))
     among = [i.id for i in catalog.filter(scary)]
     hits = catalog.retrieve("a haunted house and a family terrorized by ghosts", k=5, among=among)

@@ -1,0 +1,115 @@
+"""Questions with exact answers, generated from Materials Project records: the items of the `materials` suites.
+
+For each record (in id order) one question per kind whose data it holds, in this order:
+- ordering: LLaMP's own question ("What is the magnetic ordering of X? If there are multiple, give the most stable
+  one with its material id ..."), asked once per formula whose most stable polymorph is determined (a single
+  record, or stability data on every polymorph); gold: that polymorph's ordering (NM, FM, FiM, AFM);
+- magnetization: total magnetization per formula unit (muB/f.u.) of this record, asked by formula and id;
+- formation_energy: formation energy per atom (eV/atom); band_gap: band gap (eV);
+- bulk_modulus: the Voigt-Reuss-Hill bulk modulus (GPa) computed from the record's elastic tensor;
+- molar_mass: of the formula (g/mol, from pymatgen's atomic masses), once per formula.
+Numbers are scored within 2% (benchmarks/materials_metric.py). The agent's store is built from the same file, so
+every answer is in it; a bare model must know or guess, which is what the suite measures (LLaMP's comparison).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from agentdistill.benchmarks.items import Item
+from agentdistill.memory.materials.records import MaterialRecord, load_records, parse_formula, stability_key
+
+KINDS = ("ordering", "magnetization", "formation_energy", "band_gap", "bulk_modulus", "molar_mass")
+ORDERING_QUESTION = (
+    "What is the magnetic ordering of {formula}? If there are multiple, give the most stable one with its material"
+    " id and its magnetization per formula unit."
+)
+NUMBER_QUESTIONS = {
+    "magnetization": ("total_magnetization_normalized_formula_units",
+                      "What is the total magnetization per formula unit of {formula} ({id}), in muB/f.u.?"),
+    "formation_energy": ("formation_energy_per_atom",
+                         "What is the formation energy per atom of {formula} ({id}), in eV/atom?"),
+    "band_gap": ("band_gap", "What is the band gap of {formula} ({id}), in eV?"),
+}  # fmt: skip
+BULK_QUESTION = (
+    "What is the Voigt-Reuss-Hill bulk modulus of {formula} ({id}) in GPa, computed from its elastic tensor?"
+)
+MOLAR_MASS_QUESTION = "What is the molar mass of {formula}, in g/mol?"
+
+
+def materials_items(
+    path: Path, *, limit: int | None = None, bulk_modulus: Callable[[Any], float] | None = None
+) -> list[Item]:
+    """The suite's items from an MP-shaped JSONL file (records without a formula are skipped, not asked about).
+
+    `bulk_modulus(tensor) -> GPa` computes the gold of bulk-modulus questions (default: the exact calculator
+    in tools/materials_calc.py).
+    """
+    if bulk_modulus is None:
+        from agentdistill.tools.materials_calc import elastic_moduli
+
+        def bulk_modulus(tensor: Any) -> float:
+            return float(elastic_moduli(tensor).k_hill)
+
+    records = sorted(load_records(path, missing_formula="skip"), key=lambda r: stability_key(r)[-1])
+    items = list(_items(records, bulk_modulus))
+    return items[:limit] if limit is not None else items
+
+
+def most_stable(records: list[MaterialRecord]) -> MaterialRecord | None:
+    """The most stable of a formula's polymorphs, or None when that is not determined by the data."""
+    if len(records) == 1:
+        return records[0]
+    if any(r.number("energy_above_hull") is None and r.number("formation_energy_per_atom") is None for r in records):
+        return None
+    return min(records, key=stability_key)
+
+
+def _items(records: list[MaterialRecord], bulk_modulus: Callable[[Any], float]) -> Iterator[Item]:
+    by_formula: Mapping[str, list[MaterialRecord]] = _group(records)
+    asked_formulas: set[str] = set()
+    for record in records:
+        meta = {"material_id": record.material_id, "formula": record.formula}
+        polymorphs = by_formula[record.reduced_formula]
+        if record.reduced_formula not in asked_formulas:
+            asked_formulas.add(record.reduced_formula)
+            stable = most_stable(polymorphs)
+            ordering = stable.fields.get("ordering") if stable is not None else None
+            if stable is not None and isinstance(ordering, str):
+                yield Item(f"ordering:{record.reduced_formula}", ORDERING_QUESTION.format(formula=record.formula),
+                           (ordering,), meta={"kind": "ordering", "material_id": stable.material_id,
+                                              "formula": record.formula, "polymorphs": len(polymorphs)})  # fmt: skip
+            mass = parse_formula(record.formula).weight
+            yield Item(f"molar_mass:{record.reduced_formula}", MOLAR_MASS_QUESTION.format(formula=record.formula),
+                       (_number(float(mass)),), meta={**meta, "kind": "molar_mass"})  # fmt: skip
+        for kind, (field, question) in NUMBER_QUESTIONS.items():
+            value = record.number(field)
+            if value is not None:
+                text = question.format(formula=record.formula, id=record.material_id)
+                yield Item(f"{kind}:{record.material_id}", text, (_number(value),), meta={**meta, "kind": kind})
+        tensor = _tensor(record)
+        if tensor is not None:
+            text = BULK_QUESTION.format(formula=record.formula, id=record.material_id)
+            yield Item(f"bulk_modulus:{record.material_id}", text, (_number(bulk_modulus(tensor)),),
+                       meta={**meta, "kind": "bulk_modulus"})  # fmt: skip
+
+
+def _group(records: list[MaterialRecord]) -> Mapping[str, list[MaterialRecord]]:
+    groups: dict[str, list[MaterialRecord]] = defaultdict(list)
+    for record in records:
+        groups[record.reduced_formula].append(record)
+    return groups
+
+
+def _tensor(record: MaterialRecord) -> Any:
+    raw = record.fields.get("elastic_tensor")
+    if isinstance(raw, Mapping):
+        return raw.get("raw") or raw.get("ieee_format")
+    return raw if isinstance(raw, list) else None
+
+
+def _number(value: float) -> str:
+    return f"{value:.6g}"
