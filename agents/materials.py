@@ -29,7 +29,8 @@ from agentdistill.tools.sandbox import PythonSandbox
 from agentdistill.trajectory import DelegateRecorder, Recorder, StepError
 
 ASSISTANTS = ("data", "calc")
-STOP = ("\nObservation:", "\nQuestion:")
+# A small supervisor goes on to write its assistants' reports itself ("[data] reported: ..."): cut it there.
+STOP = ("\nObservation:", "\nQuestion:", "[data]", "[calc]")
 _FINAL = re.compile(r"Final Answer\s*:\s*(.+)", re.DOTALL | re.IGNORECASE)
 _DELEGATE = re.compile(r"Delegate\s*:\s*(\w+)\s*\n\s*Task\s*:\s*(.+)", re.DOTALL | re.IGNORECASE)
 FORMAT_HINT = "write `Delegate: data` or `Delegate: calc` with a `Task:` line, or `Final Answer: ...`"
@@ -60,6 +61,11 @@ def parse_decision(text: str) -> tuple[str, str]:
     return "fault", f"no delegation and no final answer: {FORMAT_HINT}"
 
 
+def same_task(a: str, b: str) -> bool:
+    """Whether two task texts ask the same thing: the same words, case and punctuation aside."""
+    return re.findall(r"\w+", a.lower()) == re.findall(r"\w+", b.lower())
+
+
 def findings_text(findings: Sequence[Sequence[str]]) -> str:
     """What the assistants reported so far, as the supervisor reads it."""
     if not findings:
@@ -87,7 +93,7 @@ def build_materials_graph(
     recorder = recorder or Recorder(None, agent="materials")
     assistants = {
         "data": build_react_graph(model, tools, recorder=DelegateRecorder(recorder, "data"), max_steps=data_steps,
-                                  prompts_dir=prompts_dir, system_prompt="materials_data_system"),
+                                  prompts_dir=prompts_dir, system_prompt="materials_data_system", on_repeat="answer"),
         "calc": build_codeact_graph(model, tools, sandbox=sandbox, recorder=DelegateRecorder(recorder, "calc"),
                                     max_steps=calc_steps, prompts_dir=prompts_dir),
     }  # fmt: skip
@@ -105,6 +111,12 @@ def build_materials_graph(
         prompt = user_template.format(question=state["question"], findings=findings_text(state["findings"]))
         [reply] = supervisor.generate([system(system_prompt), user(prompt)], stop=STOP, max_tokens=max_tokens)
         kind, text = parse_decision(reply.text)
+        done = [said for who, task, said in state["findings"] if who == kind and same_task(task, text)]
+        if done:  # the assistants decode greedily: the same task would bring the same report, so that is the answer
+            recorder.annotate_last(parsed={"kind": kind, "text": text, "repeated": True})
+            return {"steps": state["steps"] + 1, "decision": ["final", done[-1]]}
+        if kind == "final" and not any(who in ASSISTANTS for who, _, _ in state["findings"]):
+            kind, text = "fault", "no assistant has reported yet: delegate the question to data first"
         if kind == "fault":
             recorder.annotate_last(error=StepError("parse_error", text))
             return {"steps": state["steps"] + 1, "decision": [kind, text],

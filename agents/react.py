@@ -96,6 +96,7 @@ def build_react_graph(
     search_first: int = 0,
     context_chars: int = CONTEXT_CHARS,
     system_prompt: str = "react_system",
+    on_repeat: Literal["note", "answer"] = "note",
 ) -> CompiledStateGraph:
     """Teacher or student, the graph is identical: the model is an argument, never looked up.
 
@@ -107,6 +108,9 @@ def build_react_graph(
     Qwen2.5-Coder-1.5B it scored below that reader (F1 0.385 vs 0.485 on 77 items), so it stays an option.
     When the conversation passes `context_chars`, the oldest observations (never the latest) are shortened.
     `system_prompt` names the template of the format and its worked example (another agent's tools need theirs).
+    `on_repeat` is what a word-for-word repeated action gets: "note" runs it again with a note saying so; "answer"
+    does not run it, and asks the model instead, in a short reader-style call (role `answer`), for the final answer
+    from this turn's observations (a 0.5B model repeats its first search until max_steps whatever the note says).
     With a checkpointer, each `invoke({"question": q}, config={"configurable": {"thread_id": t}})` is a new turn
     (a new recorded run) that sees the thread's earlier questions and answers.
     """
@@ -116,11 +120,14 @@ def build_react_graph(
         raise ConfigError("tool_calling", tool_calling, "text or native")
     if context_chars < 1000:
         raise ConfigError("context_chars", context_chars, "at least 1000 characters of conversation per model call")
+    if on_repeat not in ("note", "answer"):
+        raise ConfigError("on_repeat", on_repeat, "note (run it again, with a note) or answer (ask for the answer)")
     if not 0 <= search_first <= 10:
         raise ConfigError("search_first", search_first, "0 (off) or the number of passages to open with, up to 10")
     recorder = recorder or Recorder(None, agent="react")
     if tool_calling == "native":
         model = NativeToolModel(model, tools)  # inside the recorder, so the trajectory holds the rendered text
+    answerer = recorder.wrap(model, role="answer") if on_repeat == "answer" else None
     model = recorder.wrap(model, role="policy")  # wrapped once, so no node can forget to record a call
     by_name: Mapping[str, Tool] = {tool.name: tool for tool in tools}
     react_messages("", [], tools, prompts_dir, system_prompt)  # a broken override template fails now, not mid-chat
@@ -128,6 +135,17 @@ def build_react_graph(
     # back, which the stop sequence cuts to an empty turn.
     observation_template = load_prompt("react_observation", prompts_dir).strip()
     first_search_template = load_prompt("react_first_search", prompts_dir)
+    answer_template = load_prompt("react_answer", prompts_dir) if answerer else ""
+
+    def answer_from_observations(state: ReactState, messages: list[Message]) -> str:
+        assert answerer is not None
+        seen = "\n\n".join(m["content"] for m in messages[2:] if m["role"] == "user")
+        prompt = answer_template.format(question=state["question"], observations=seen)
+        [reply] = answerer.generate([user(prompt)], stop=STOP, max_tokens=max_tokens, temperature=0.0)
+        final, lines = parse_react(reply.text), reply.text.strip().splitlines()
+        text = final.text if isinstance(final, FinalAnswer) else (lines[0].strip() if lines else "")
+        recorder.annotate_last(parsed={"final_answer": text})
+        return text
 
     def start(state: ReactState, config: RunnableConfig) -> dict[str, Any]:
         question = check_question(state.get("question"))
@@ -166,6 +184,11 @@ def build_react_graph(
                     "status": "ok"}  # fmt: skip
         if isinstance(parsed, ReactAction):
             recorder.annotate_last(parsed={"thought": parsed.thought, "tool": parsed.tool, "args": parsed.args})
+            args = parsed.args if isinstance(parsed.args, Mapping) else {"input": parsed.args}
+            if answerer is not None and action_key(parsed.tool, args) in (state.get("done_actions") or []):
+                text = answer_from_observations(state, fitted)
+                if text:
+                    return {**update, "messages": [*fitted, assistant(parsed.kept)], "answer": text, "status": "ok"}
             kept, action = parsed.kept, {"tool": parsed.tool, "args": parsed.args}
             update["candidate"] = parsed.candidate or state.get("candidate")
         else:

@@ -27,6 +27,7 @@ UNITS: Mapping[str, str] = {
     "total_magnetization": "μB",
     "total_magnetization_normalized_formula_units": "μB/f.u.",
     "bulk_modulus": "GPa",
+    "bulk_modulus_vrh": "GPa",
     "homogeneous_poisson": "",
     "universal_anisotropy": "",
     "density": "g/cm³",
@@ -36,7 +37,17 @@ UNITS: Mapping[str, str] = {
 }
 _FIELD_OF = {"magnetization": "total_magnetization_normalized_formula_units", "bulk_modulus_vrh": "bulk_modulus"}
 _HIDDEN = {"id", "material_id", "formula_pretty", "llamp_sources"}  # shown in the header, or provenance only
-_LINE_FIELDS = ("ordering", "energy_above_hull", "formation_energy_per_atom", "band_gap")
+# Shown on every listed record, so one search answers the usual questions: Qwen2.5-Coder-0.5B, given only the
+# ordering, repeated the same search until max_steps instead of fetching the record's magnetization.
+_LINE_FIELDS = (
+    "ordering",
+    "total_magnetization_normalized_formula_units",
+    "energy_above_hull",
+    "formation_energy_per_atom",
+    "band_gap",
+    "bulk_modulus",
+)
+_LINE_LABELS = {"total_magnetization_normalized_formula_units": "magnetization"}
 _MAX_LINES = 15  # records listed per answer: more would crowd a small model's context
 _MATERIAL_ID = re.compile(r"^(?:mp|mvc)-\d+$")
 
@@ -81,8 +92,13 @@ def make_materials_tools(store: MaterialsLookup) -> list[Tool]:
                 records = store.by_formula(reduced) if reduced != text else []
             except calc.BadFormula as exc:
                 problem = exc
-        if records:
-            return _listing(f"{text}: {len(records)} record(s), most stable first", records)
+        if records:  # the molar mass too: a search is how a small model starts any question about a formula
+            try:
+                mass = calc.composition_info(text).molar_mass
+            except calc.BadFormula:  # a stored formula the parser does not take: that of the record
+                mass = calc.composition_info(records[0].formula).molar_mass
+            return _listing(f"{text} (molar mass {mass:.4f} g/mol): {len(records)} record(s), most stable first",
+                            records)  # fmt: skip
         guesses = _formula_guesses(store, text)  # stored formulas beat calc's generic guesses ('FePo4' for fepo4)
         hint = f"did you mean {', '.join(map(repr, guesses))}?" if guesses else ""
         if problem is not None:
@@ -242,8 +258,11 @@ def _line(record: MaterialRecord, extra: str | None) -> str:
     if isinstance(symmetry := data.get("symmetry"), Mapping) and symmetry.get("symbol"):
         parts.append(str(symmetry["symbol"]))
     for name in dict.fromkeys(((extra,) if extra else ()) + _LINE_FIELDS):  # the searched property first
-        if data.get(name) is not None:
-            parts.append(f"{name}={_value(name, data[name])}")
+        value = data.get(name)
+        if isinstance(value, Mapping) and name == "bulk_modulus":  # {voigt, reuss, vrh}: the line shows vrh
+            name, value = "bulk_modulus_vrh", value.get("vrh")
+        if value is not None:
+            parts.append(f"{_LINE_LABELS.get(name, name)}={_value(name, value)}")
     if data.get("is_stable") is not None:
         parts.append("stable" if data["is_stable"] else "unstable")
     return " | ".join(parts)
