@@ -110,3 +110,37 @@ def test_out_of_supervisor_calls_ends_with_the_last_report(store, sandbox) -> No
 def test_bad_max_steps_is_refused(sandbox) -> None:
     with pytest.raises(ConfigError, match="max_steps"):
         build_materials_graph(ScriptedModel([]), [], sandbox=sandbox, max_steps=0)
+
+
+def test_an_answer_before_any_report_is_refused_and_a_repeated_delegation_answers_with_its_report(
+    store, sandbox
+) -> None:
+    model = ScriptedModel([
+        "Final Answer: FM (mp-1)",  # a guess: nothing has been looked up yet
+        "Delegate: data\nTask: What is the magnetic ordering of Fe2O3?",
+        'Action: search_formula\nAction Input: {"formula": "Fe2O3"}',
+        "Final Answer: FiM (mp-19770)",
+        "Delegate: data\nTask: what is the magnetic ordering of Fe2O3",  # the same task again: not run again
+    ])  # fmt: skip
+    out = graph_for(model, store, sandbox).invoke({"question": "What is the magnetic ordering of Fe2O3?"})
+    assert (out["status"], out["answer"]) == ("ok", "FiM (mp-19770)")
+    refused = "Error: no assistant has reported yet: delegate the question to data first"
+    assert out["findings"][0] == ["supervisor", "(format)", refused]
+    assert len(model.history) == 5  # the repeated delegation started no assistant
+    [run] = store.runs()
+    supervisor_steps = [s for s in run.steps if s.kind == "model" and s.role == "supervisor"]
+    assert supervisor_steps[0].error is not None and supervisor_steps[0].error.kind == "parse_error"
+    assert supervisor_steps[-1].parsed["repeated"] is True
+
+
+def test_the_supervisor_is_cut_where_it_starts_writing_an_assistants_report_itself(store, sandbox) -> None:
+    model = ScriptedModel([
+        "[data] task: Fe2O3\n[data] reported: FM (mp-1)\nFinal Answer: FM (mp-1)",  # an invented report: cut to ""
+        "Delegate: data\nTask: Fe2O3 ordering",
+        'Action: search_formula\nAction Input: {"formula": "Fe2O3"}',
+        "Final Answer: FiM (mp-19770)",
+        "Final Answer: FiM (mp-19770)",
+    ])  # fmt: skip
+    out = graph_for(model, store, sandbox).invoke({"question": "What is the magnetic ordering of Fe2O3?"})
+    assert (out["status"], out["answer"]) == ("ok", "FiM (mp-19770)")
+    assert out["findings"][0][:2] == ["supervisor", "(format)"] and "no delegation" in out["findings"][0][2]

@@ -379,3 +379,35 @@ def test_the_repeat_note_survives_a_long_observation(store: TrajectoryStore) -> 
     assert graph.invoke({"question": "q?"})["answer"] == "done"
     second = model.history[2][-1]["content"]
     assert second.endswith(REPEAT_NOTE + CUE) and "...(truncated)" in second  # clipped once, the note after it
+
+
+def test_on_repeat_answer_asks_for_the_answer_instead_of_running_the_action_again(store: TrajectoryStore) -> None:
+    action = 'Thought: look\nAction: search\nAction Input: {"query": "capital of Australia"}'
+    model = ScriptedModel([action, action.replace("look", "look again"), "Final Answer: Canberra [1]"])
+    calls: list[str] = []
+    corpus = search_over(CORPUS)
+
+    def search(query: str, k: int = 3) -> str:
+        """Search the knowledge base for `query`."""
+        calls.append(query)
+        return corpus.fn(query=query, k=k)
+
+    graph = graph_for(model, store, [Tool.from_function(search)], on_repeat="answer")
+    out = graph.invoke({"question": "What is the capital of Australia?"})
+    assert (out["status"], out["answer"]) == ("ok", "Canberra [1]")
+    assert calls == ["capital of Australia"]  # the repeat was not run
+    answer_prompt = model.history[2][-1]["content"]  # one user message: the question and this turn's results
+    assert len(model.history[2]) == 1 and "What is the capital of Australia?" in answer_prompt
+    assert "Canberra is the capital city of Australia." in answer_prompt and "Final Answer:" in answer_prompt
+    [run] = store.runs()
+    assert [s.role for s in run.steps if s.kind == "model"] == ["policy", "policy", "answer"]
+    assert run.steps[-1].parsed == {"final_answer": "Canberra [1]"}
+
+
+def test_on_repeat_answer_falls_back_to_the_reply_line_and_is_validated(store: TrajectoryStore) -> None:
+    action = 'Action: search\nAction Input: {"query": "capital of Australia"}'
+    model = ScriptedModel([action, action, "Canberra"])  # no "Final Answer:" prefix: the first line is the answer
+    out = graph_for(model, store, on_repeat="answer").invoke({"question": "Capital?"})
+    assert out["answer"] == "Canberra"
+    with pytest.raises(ConfigError, match="on_repeat"):
+        graph_for(ScriptedModel([]), store, on_repeat="twice")

@@ -65,7 +65,16 @@ class FakeStore:
 
 
 RECORDS = [
-    make_record("mp-24972", "Fe2O3", {"ordering": "FM", "energy_above_hull": 0.052, "is_stable": False}),
+    make_record(
+        "mp-24972",
+        "Fe2O3",
+        {
+            "ordering": "FM",
+            "energy_above_hull": 0.052,
+            "is_stable": False,
+            "total_magnetization_normalized_formula_units": 10.0,
+        },
+    ),
     make_record(
         "mp-19770",
         "Fe2O3",
@@ -131,7 +140,11 @@ def test_search_formula_lists_polymorphs_most_stable_first(tools: dict[str, Tool
         "- mp-19770 Fe2O3 | R-3c | ordering=AFM | energy_above_hull=0 eV/atom | "
         "formation_energy_per_atom=-1.7 eV/atom | band_gap=2 eV | stable"
     )
-    assert lines[2] == "- mp-24972 Fe2O3 | ordering=FM | energy_above_hull=0.052 eV/atom | unstable"
+    assert lines[2] == (
+        "- mp-24972 Fe2O3 | ordering=FM | magnetization=10 μB/f.u. | energy_above_hull=0.052 eV/atom | unstable"
+    )
+    iron = call(tools, "search_formula", formula="Fe")  # one search answers the usual questions, bulk modulus too
+    assert iron.splitlines()[1] == "- mp-13 Fe | bulk_modulus_vrh=183.333 GPa"
     fe4o6 = call(tools, "search_formula", formula="Fe4O6")  # found by its reduced formula; the mass is Fe4O6's
     assert "mp-19770" in fe4o6 and fe4o6.startswith("Fe4O6 (molar mass 319.3764 g/mol)")
     assert call(tools, "search_formula", formula="Fe3O4").startswith("No record for Fe3O4. Did you mean 'Fe2O3'")
