@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -45,6 +46,7 @@ class MaterialsState(TypedDict, total=False):
     answer: str | None
     status: Status
     error: str | None
+    history: list[list[str]]  # [question, answer] of earlier turns on this thread (kept by the checkpointer)
 
 
 def parse_decision(text: str) -> tuple[str, str]:
@@ -101,14 +103,18 @@ def build_materials_graph(
     system_prompt = load_prompt("materials_supervisor", prompts_dir)
     user_template = load_prompt("materials_user", prompts_dir)
 
-    def start(state: MaterialsState) -> dict[str, Any]:
+    def start(state: MaterialsState, config: RunnableConfig) -> dict[str, Any]:
         question = check_question(state.get("question"))
-        run_id = recorder.start(question)
+        thread, turn = (config.get("configurable") or {}).get("thread_id"), len(state.get("history") or [])
+        run_id = recorder.start(question, meta={"thread_id": thread, "turn": turn} if thread else None)
         return {"question": question, "run_id": run_id, "findings": [], "steps": 0, "decision": [],
                 "answer": None, "status": "running", "error": None}  # fmt: skip
 
     def decide(state: MaterialsState) -> dict[str, Any]:
-        prompt = user_template.format(question=state["question"], findings=findings_text(state["findings"]))
+        earlier = "".join(f"Q: {q}\nA: {a or '(no answer)'}\n" for q, a in state.get("history") or [])
+        history = f"Earlier in this conversation:\n{earlier}\n" if earlier else ""
+        prompt = user_template.format(question=state["question"], findings=findings_text(state["findings"]),
+                                      history=history)  # fmt: skip
         [reply] = supervisor.generate([system(system_prompt), user(prompt)], stop=STOP, max_tokens=max_tokens)
         kind, text = parse_decision(reply.text)
         done = [said for who, task, said in state["findings"] if who == kind and same_task(task, text)]
@@ -139,7 +145,8 @@ def build_materials_graph(
             answer, status, error = (reports[-1] if reports else None), "max_steps", max_steps_message(max_steps)
         recorder.finish(state["run_id"], status=status, answer=answer,
                         error=StepError("max_steps", error) if error else None)  # fmt: skip
-        return {"answer": answer, "status": status, "error": error}
+        history = [*(state.get("history") or []), [state["question"], answer or ""]]
+        return {"answer": answer, "status": status, "error": error, "history": history}
 
     def route(state: MaterialsState) -> str:
         kind = state["decision"][0]
@@ -148,7 +155,8 @@ def build_materials_graph(
         return "delegate" if kind in ASSISTANTS else "decide"
 
     graph = StateGraph(MaterialsState)
-    for name, fn in (("start", start), ("decide", decide), ("delegate", delegate), ("finish", finish)):
+    graph.add_node("start", start)  # not recorder.node: on a thread its state still holds the last turn's run_id
+    for name, fn in (("decide", decide), ("delegate", delegate), ("finish", finish)):
         graph.add_node(name, recorder.node(fn, name))
     graph.add_edge(START, "start")
     graph.add_edge("start", "decide")
