@@ -41,7 +41,12 @@ _STATUSES = ("running", "ok", "max_steps", "error")
 # a student's job (its graph is the same for teacher and student; only the model behind the roles changes).
 # codeact's first thought (FTP) is written by the policy model itself, so a student must learn it too.
 AGENT_ROLES: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {"recbot": ("parser", "planner", "responder"), "codeact": ("policy", "first_thought")}
+    {
+        "recbot": ("parser", "planner", "responder"),
+        "codeact": ("policy", "first_thought"),
+        # every level of the hierarchy, each on its own calls (the data assistant's answer-on-repeat call too)
+        "materials": ("supervisor", "data.policy", "data.answer", "calc.policy"),
+    }
 )
 
 

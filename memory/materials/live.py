@@ -124,6 +124,7 @@ class LiveMaterialsLookup:
         self._api_key, self._client = api_key.strip(), client
         self._lock = threading.Lock()
         self._cache: dict[tuple[Any, ...], Any] = {}
+        self._routes: dict[str, Any] = {}  # "summary" -> client.materials.summary, ready to query
         self._seen: dict[str, MaterialRecord] = {}  # every record any answer held, by id: suggestions come from it
 
     def by_formula(self, formula: str) -> list[MaterialRecord]:
@@ -227,7 +228,7 @@ class LiveMaterialsLookup:
             return list(cached)
         size = self.max_results if chunk is None else chunk
         # num_chunks=1: one page, never the client's "download the whole collection from S3" path
-        docs = self._call(lambda client: client.materials.summary.search(
+        docs = self._call("summary", lambda summary: summary.search(
             **criteria, fields=list(SUMMARY_FIELDS), num_chunks=1, chunk_size=size))  # fmt: skip
         records = [r for doc in docs if (r := _record(doc)) is not None]
         self._remember(key, tuple(records))
@@ -236,18 +237,23 @@ class LiveMaterialsLookup:
         return records
 
     def _with_tensor(self, record: MaterialRecord) -> MaterialRecord:
-        """`record` plus the elasticity document's elastic_tensor, when the summary says MP computed moduli."""
+        """`record` plus the elasticity document's elastic_tensor, when the summary says MP computed moduli;
+        `record` as it is when that request fails."""
         if record.get("elastic_tensor") or not (record.get("bulk_modulus") or record.get("shear_modulus")):
             return record
-        docs = self._call(lambda client: client.materials.elasticity.search(
-            material_ids=[record.material_id], fields=["elastic_tensor"], num_chunks=1, chunk_size=1))  # fmt: skip
+        try:
+            docs = self._call("elasticity", lambda elasticity: elasticity.search(
+                material_ids=[record.material_id], fields=["elastic_tensor"], num_chunks=1, chunk_size=1))  # fmt: skip
+        except MaterialsApiError:  # the tensor only adds to a record the summary already answered
+            return record
         tensor = _plain(docs[0]).get("elastic_tensor") if docs else None
         if tensor is None or check_field("elastic_tensor", tensor) is not None:
             return record
         return record_from_dict({**record.to_dict(), "elastic_tensor": tensor})
 
-    def _call(self, query: Callable[[Any], Any]) -> Any:
-        """Run `query(client)`, turning the client's failures into errors that say what to do."""
+    def _call(self, route: str, query: Callable[[Any], Any]) -> Any:
+        """Run `query` on the client's materials/`route` rester, turning the client's failures into errors that
+        say what to do."""
         try:
             from mp_api.client.core import MPRestError
         except ImportError:
@@ -256,7 +262,7 @@ class LiveMaterialsLookup:
 
         where = self.endpoint or "https://api.materialsproject.org/"
         try:
-            return query(self._rester())
+            return query(self._route(route))
         except MPRestError as exc:
             message = str(exc)
             if re.search(r"status code 40[13]\b|Valid API keys are 32 characters", message):
@@ -286,6 +292,15 @@ class LiveMaterialsLookup:
                 self._client = MPRester(self._api_key, endpoint=self.endpoint, use_document_model=False,
                                         mute_progress_bars=True)  # fmt: skip
             return self._client
+
+    def _route(self, name: str) -> Any:
+        """client.materials.<name>, its field list computed once: the client rebuilds the document's whole JSON
+        schema for every field it checks, about a second per query of SUMMARY_FIELDS."""
+        client = self._rester()
+        with self._lock:
+            if name not in self._routes:
+                self._routes[name] = _with_fixed_fields(getattr(client.materials, name))
+            return self._routes[name]
 
     def _remember(self, key: tuple[Any, ...], value: Any) -> None:
         with self._lock:
@@ -325,6 +340,16 @@ def _mp_api_installed() -> bool:
         return importlib.util.find_spec("mp_api") is not None
     except (ImportError, ValueError):  # ValueError: a module blocked in sys.modules (as the tests do)
         return False
+
+
+def _with_fixed_fields(rester: Any) -> Any:
+    """`rester` with `available_fields` (a property that builds the JSON schema each time) read once, through a
+    subclass made for it; any other object (an injected fake) as it is."""
+    target = getattr(rester, "_obj", None) or rester  # client.materials.<name> is a LazyImport around the rester
+    cls = type(target)
+    if isinstance(getattr(cls, "available_fields", None), property):
+        target.__class__ = type(cls.__name__, (cls,), {"available_fields": list(target.available_fields)})
+    return rester
 
 
 def _ordering(code: str) -> Any:
