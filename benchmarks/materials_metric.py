@@ -4,7 +4,8 @@ The gold answer of a `materials` suite item is either an ordering label (NM, FM,
 ordering answer is right when the prediction names that ordering and no other (a hedge such as "FM or AFM" is
 wrong); a number is right when one of the prediction's standalone numbers is within REL_TOL of it (ABS_TOL for
 values near zero) and the prediction states at most MAX_NUMBERS of them, so a dump of every field is not
-rewarded. Digits inside formulas and material ids (Fe2O3, mp-19770) are not numbers here.
+rewarded. Digits inside formulas and material ids (Fe2O3, mp-19770) are not numbers here. A material id gold (a
+comparison's winner) is right when the prediction names that id and no other.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ ORDERINGS = {
     "FiM": ("fim", "ferrimagnetic", "ferrimagnet"),
     "AFM": ("afm", "antiferromagnetic", "anti-ferromagnetic", "antiferromagnet"),
 }
+_MATERIAL_ID = re.compile(r"\b(?:mp|mvc)-\d+\b")
 _NUMBER = re.compile(r"(?<![\w.\-])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
 
 
@@ -55,6 +57,8 @@ def materials_score(prediction: str | None, golds: Sequence[str]) -> Score:
     for gold in golds:
         if gold in ORDERINGS:
             correct = orderings_named(text) == {gold}
+        elif _MATERIAL_ID.fullmatch(gold):
+            correct = set(_MATERIAL_ID.findall(text.lower())) == {gold}
         else:
             try:
                 target = float(gold)

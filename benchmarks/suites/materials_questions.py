@@ -8,6 +8,12 @@ For each record (in id order) one question per kind whose data it holds, in this
 - formation_energy: formation energy per atom (eV/atom); band_gap: band gap (eV);
 - bulk_modulus: the Voigt-Reuss-Hill bulk modulus (GPa) computed from the record's elastic tensor;
 - molar_mass: of the formula (g/mol, from pymatgen's atomic masses), once per formula.
+Then, after every per-record question (so a longer suite keeps the earlier items as its prefix):
+- weight_percent: composition arithmetic, the weight percent of a formula's heaviest element (multi-element
+  formulas, once each);
+- compare_band_gap / compare_formation_energy: which of two records (consecutive in id order among those with
+  the property, values at least 5% apart) has the larger band gap / the lower formation energy per atom; the gold
+  is the winner's material id, and the answer must name that id and no other.
 Numbers are scored within 2% (benchmarks/materials_metric.py). The agent's store is built from the same file, so
 every answer is in it; a bare model must know or guess, which is what the suite measures (LLaMP's comparison).
 """
@@ -38,6 +44,14 @@ BULK_QUESTION = (
     "What is the Voigt-Reuss-Hill bulk modulus of {formula} ({id}) in GPa, computed from its elastic tensor?"
 )
 MOLAR_MASS_QUESTION = "What is the molar mass of {formula}, in g/mol?"
+WEIGHT_PERCENT_QUESTION = "What is the weight percent of {element} in {formula}?"
+COMPARE_QUESTIONS = {
+    "compare_band_gap": ("band_gap", max, "Which has the larger band gap: {a} ({a_id}) or {b} ({b_id})? "
+                         "Answer with its material id."),
+    "compare_formation_energy": ("formation_energy_per_atom", min, "Which has the lower formation energy per atom:"
+                                 " {a} ({a_id}) or {b} ({b_id})? Answer with its material id."),
+}  # fmt: skip
+COMPARE_GAP = 0.05  # relative difference below which a comparison is too close to ask
 
 
 def materials_items(
@@ -55,7 +69,7 @@ def materials_items(
             return float(elastic_moduli(tensor).k_hill)
 
     records = sorted(load_records(path, missing_formula="skip"), key=lambda r: stability_key(r)[-1])
-    items = list(_items(records, bulk_modulus))
+    items = [*_items(records, bulk_modulus), *_composition_items(records), *_comparison_items(records)]
     return items[:limit] if limit is not None else items
 
 
@@ -95,6 +109,36 @@ def _items(records: list[MaterialRecord], bulk_modulus: Callable[[Any], float]) 
             text = BULK_QUESTION.format(formula=record.formula, id=record.material_id)
             yield Item(f"bulk_modulus:{record.material_id}", text, (_number(bulk_modulus(tensor)),),
                        meta={**meta, "kind": "bulk_modulus"})  # fmt: skip
+
+
+def _composition_items(records: list[MaterialRecord]) -> Iterator[Item]:
+    seen: set[str] = set()
+    for record in records:
+        composition = parse_formula(record.formula)
+        if record.reduced_formula in seen or len(composition.elements) < 2:
+            continue
+        seen.add(record.reduced_formula)
+        element = max(composition.elements, key=lambda el: (composition.get_wt_fraction(el), el.symbol))
+        percent = 100 * float(composition.get_wt_fraction(element))
+        yield Item(f"weight_percent:{record.reduced_formula}",
+                   WEIGHT_PERCENT_QUESTION.format(element=element.symbol, formula=record.formula), (_number(percent),),
+                   meta={"kind": "weight_percent", "material_id": record.material_id, "formula": record.formula,
+                         "element": element.symbol})  # fmt: skip
+
+
+def _comparison_items(records: list[MaterialRecord]) -> Iterator[Item]:
+    for kind, (field, pick, question) in COMPARE_QUESTIONS.items():
+        having = [r for r in records if r.number(field) is not None]
+        for a, b in zip(having[0::2], having[1::2], strict=False):  # disjoint pairs: each record in one question
+            va, vb = a.number(field), b.number(field)
+            assert va is not None and vb is not None
+            if abs(va - vb) < COMPARE_GAP * max(abs(va), abs(vb), 1e-9):
+                continue
+            winner = a if pick(va, vb) == va else b
+            text = question.format(a=a.formula, a_id=a.material_id, b=b.formula, b_id=b.material_id)
+            yield Item(f"{kind}:{a.material_id}:{b.material_id}", text, (winner.material_id,),
+                       meta={"kind": kind, "material_id": winner.material_id, "formula": winner.formula,
+                             "pair": [a.material_id, b.material_id]})  # fmt: skip
 
 
 def _group(records: list[MaterialRecord]) -> Mapping[str, list[MaterialRecord]]:

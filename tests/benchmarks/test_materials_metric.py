@@ -38,3 +38,10 @@ def test_scores() -> None:
     assert score("0.005 eV", ["0.0"]).correct  # near zero: absolute tolerance
     assert not score("values: 1.0, 2.0, 3.0, 159.69", ["159.69"]).correct  # a dump of numbers is not an answer
     assert not score(None, ["FM"]).correct and materials_score("", ["1.0"]).f1 == 0.0
+
+
+def test_an_id_gold_wants_that_id_and_no_other() -> None:
+    assert materials_score("mp-13", ["mp-13"]).correct
+    assert materials_score("It is MP-13 (2.1 eV).", ["mp-13"]).correct  # the id, any case, with its value
+    assert not materials_score("mp-13 (2.1 eV) rather than mp-136 (1.2 eV)", ["mp-13"]).correct  # names both
+    assert not materials_score("mp-136", ["mp-13"]).correct and not materials_score("Fe", ["mp-13"]).correct

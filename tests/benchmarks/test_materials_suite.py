@@ -19,7 +19,11 @@ from agentdistill.memory.materials import load_records, make_record, sample_reco
 def test_the_packaged_sample_makes_every_kind_of_question_with_exact_golds() -> None:
     items = load_items(get_suite("materials-sample"), None)
     kinds = Counter(item.meta["kind"] for item in items)
-    assert set(kinds) == {"ordering", "magnetization", "formation_energy", "band_gap", "bulk_modulus", "molar_mass"}
+    assert set(kinds) == {"ordering", "magnetization", "formation_energy", "band_gap", "bulk_modulus", "molar_mass",
+                          "weight_percent", "compare_band_gap", "compare_formation_energy"}  # fmt: skip
+    single = [i for i in items if i.meta["kind"] not in ("weight_percent", "compare_band_gap",
+                                                          "compare_formation_energy")]  # fmt: skip
+    assert items[: len(single)] == single  # the later kinds come after: a longer suite keeps its prefix
     assert len({item.id for item in items}) == len(items)
     by_id = {r.material_id: r for r in load_records(sample_records_path())}
     for item in items:
@@ -28,8 +32,15 @@ def test_the_packaged_sample_makes_every_kind_of_question_with_exact_golds() -> 
             assert abs(float(item.answer) - record.fields["bulk_modulus"]["vrh"]) < 0.01
         if item.meta["kind"] == "ordering":
             assert item.answer == record.fields["ordering"] and "most stable" in item.question
+        if item.meta["kind"].startswith("compare_"):  # the winner by the record values, named by id alone
+            field = "band_gap" if item.meta["kind"] == "compare_band_gap" else "formation_energy_per_atom"
+            a, b = (by_id[i].fields[field] for i in item.meta["pair"])
+            best = max(a, b) if field == "band_gap" else min(a, b)
+            assert item.answer == item.meta["pair"][0 if best == a else 1] and abs(a - b) >= 0.05 * max(abs(a), abs(b))
     iron = next(item for item in items if item.id == "molar_mass:Fe")
     assert iron.answer == "55.845"
+    titania = next(item for item in items if item.id == "weight_percent:TiO2")  # 47.867 / 79.865 by hand
+    assert titania.question == "What is the weight percent of Ti in TiO2?" and titania.answer == "59.9343"
 
 
 def test_the_most_stable_polymorph_must_be_determined() -> None:

@@ -152,6 +152,19 @@ def _matches(doc: dict[str, Any], params: dict[str, str]) -> bool:
     return True
 
 
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail any lookup of a host other than 127.0.0.1: the client must never reach the real API (or S3)."""
+    resolve = socket.getaddrinfo
+
+    def guarded(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host not in ("127.0.0.1", b"127.0.0.1"):
+            raise AssertionError(f"the test tried to reach {host!r}")
+        return resolve(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", guarded)
+
+
 @pytest.fixture
 def mp() -> Iterator[FakeMaterialsProject]:
     with FakeMaterialsProject() as server:
