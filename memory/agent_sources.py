@@ -3,12 +3,14 @@
 The question-answering agents search a named knowledge store under `<home>/kb` (the shipped sample one is built on
 first use); recbot recommends from an item catalog: a directory the user imported, or the shipped Netflix titles
 (embedded into `<home>/catalogs/` on first use); the materials agent looks up Materials Project records (the
-shipped sample, built into `<home>/materials/` on first use). Benchmarks choose their stores per suite instead
+shipped sample, built into `<home>/materials/` on first use; the live Materials Project API instead when
+MP_API_KEY is set and the `mp` extra is installed). Benchmarks choose their stores per suite instead
 (benchmarks/suites/kb_cache.py, materials_setup.py).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +23,7 @@ from agentdistill.memory.knowledge_bases import open_named
 if TYPE_CHECKING:
     from agentdistill.memory.catalog import Catalog
     from agentdistill.memory.knowledge import KnowledgeStore
-    from agentdistill.memory.materials import MaterialsStore
+    from agentdistill.memory.materials import LiveMaterialsLookup, MaterialsStore
 
 NO_KB = "none"
 Say = Callable[[str], None]
@@ -59,13 +61,22 @@ def open_catalog(config: Settings, agent: str, catalog_dir: Path | None, say: Sa
     return default_catalog(config.home, make_embedder(None, device=config.torch_device))
 
 
-def open_materials(config: Settings, agent: str, say: Say = _stderr) -> MaterialsStore | None:
-    """The materials agent's records store: the shipped Materials Project sample (built on first use)."""
+def open_materials(config: Settings, agent: str, say: Say = _stderr) -> MaterialsStore | LiveMaterialsLookup | None:
+    """The materials agent's records: the live Materials Project API when MP_API_KEY is set, else the shipped
+    Materials Project sample (built on first use)."""
     if agent != "materials":
         return None
     from agentdistill.memory.embedders import make_embedder
-    from agentdistill.memory.materials import default_materials_store
+    from agentdistill.memory.materials import default_materials_store, materials_lookup_from_env
 
+    live = materials_lookup_from_env()
+    if live is not None and importlib.util.find_spec("mp_api") is None:
+        say("MP_API_KEY is set but the Materials Project client is not installed (pip install 'agentdistill[mp]'):"
+            " using the shipped records")  # fmt: skip
+        live = None
+    if live is not None:
+        say("MP_API_KEY is set: the materials tools query the live Materials Project API")
+        return live
     say(f"opening the shipped materials records in {config.home / 'materials'} (built on first use)...")
     return default_materials_store(config.home, make_embedder(None, device=config.torch_device))
 

@@ -9,11 +9,18 @@ valid values; a search that finds nothing is an answer, not an error, and says s
 from __future__ import annotations
 
 import difflib
+import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from agentdistill.memory.materials import PROPERTIES, InvalidMaterialsQuery, MaterialNotFound, MaterialRecord
+from agentdistill.memory.materials import (
+    PROPERTIES,
+    InvalidMaterialsQuery,
+    MaterialNotFound,
+    MaterialRecord,
+    MaterialsApiError,
+)
 from agentdistill.memory.materials.queries import element_symbols, property_column
 from agentdistill.tools import materials_calc as calc
 from agentdistill.tools.base import Tool
@@ -223,7 +230,21 @@ def make_materials_tools(store: MaterialsLookup) -> list[Tool]:
 
     search_property.__doc__ = f"{search_property.__doc__} {', '.join(PROPERTIES)}."
     functions = (search_formula, search_elements, search_property, get_record, composition, elastic_moduli)
-    return [Tool.from_function(fn) for fn in (*functions, convert_units)]
+    return [Tool.from_function(_api_faults_as_text(fn)) for fn in (*functions, convert_units)]
+
+
+def _api_faults_as_text(fn: Callable[..., str]) -> Callable[..., str]:
+    """`fn`, with a live Materials Project lookup's failures (no network, a refused key) returned as `Error:` text:
+    the model can say the records are unavailable instead of the run crashing."""
+
+    @functools.wraps(fn)
+    def guarded(*args: Any, **kwargs: Any) -> str:
+        try:
+            return fn(*args, **kwargs)
+        except MaterialsApiError as exc:
+            return f"Error: the Materials Project records are unavailable: {exc}"
+
+    return guarded
 
 
 def _record(store: MaterialsLookup, material_id: str) -> MaterialRecord | str:

@@ -281,3 +281,40 @@ def test_the_materials_tools_answer_from_the_live_api(live: LiveMaterialsLookup)
     assert "bulk modulus K: 192.667" in tools["elastic_moduli"].fn(material_id="mp-1008728")
     assert "Error: no material with id 'mp-4'" in tools["get_record"].fn(material_id="mp-4")
     assert "No record for Fe2O3" in tools["search_formula"].fn(formula="Fe2O3")
+
+
+def test_ask_with_mp_api_key_set_answers_from_the_live_api(
+    mp: FakeMaterialsProject, monkeypatch: pytest.MonkeyPatch, home: Any
+) -> None:
+    from click.testing import CliRunner
+
+    from agentdistill.commands.chat import ask
+    from agentdistill.memory.trajectories import TrajectoryStore
+
+    monkeypatch.setenv("MP_API_KEY", KEY)
+    monkeypatch.setenv("MP_API_ENDPOINT", mp.endpoint)
+    script = home / "script.json"
+    script.write_text(json.dumps([
+        "Delegate: data\nTask: the most stable FePO4",
+        'Action: search_formula\nAction Input: {"formula": "FePO4"}',
+        "Final Answer: FM (mp-1048924)",
+        "Final Answer: FePO4 is ferromagnetic (mp-1048924)",
+    ]), encoding="utf-8")  # fmt: skip
+    result = CliRunner().invoke(ask, ["--agent", "materials", "--model", f"scripted:{script}", "FePO4 ordering?"],
+                                catch_exceptions=False)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "live Materials Project API" in result.stderr and "FePO4 is ferromagnetic (mp-1048924)" in result.stdout
+    assert mp.data_requests()  # the search went to the (fake) API, not to the shipped records
+    with TrajectoryStore.open(home / "trajectories.db") as store:
+        [run] = store.runs()
+    observation = next(s.observation for s in run.steps if s.kind == "tool")
+    assert observation.startswith("FePO4 (molar mass 150.8164 g/mol): 3 record(s), most stable first")
+
+
+def test_an_unreachable_api_is_an_error_the_model_reads() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    tools = {t.name: t for t in make_materials_tools(LiveMaterialsLookup(KEY, endpoint=f"http://127.0.0.1:{port}/"))}
+    text = tools["search_formula"].fn(formula="FePO4")
+    assert text.startswith("Error: the Materials Project records are unavailable: cannot reach")
