@@ -18,6 +18,7 @@ from agentdistill.commands.demo import demo
 from agentdistill.commands.distill import distill
 from agentdistill.commands.engine import engine
 from agentdistill.commands.kb import kb
+from agentdistill.commands.materials import materials
 from agentdistill.commands.models import models
 from agentdistill.commands.serve import serve
 from agentdistill.commands.trajectories import trajectories
@@ -45,7 +46,7 @@ def version() -> None:
     click.echo(f"agentdistill {__version__}")
 
 
-for group in (chat, ask, bench, catalog, demo, distill, engine, kb, models, serve, trajectories):
+for group in (chat, ask, bench, catalog, demo, distill, engine, kb, materials, models, serve, trajectories):
     cli.add_command(group)
 
 

@@ -121,8 +121,13 @@ def build_materials_graph(
         if done:  # the assistants decode greedily: the same task would bring the same report, so that is the answer
             recorder.annotate_last(parsed={"kind": kind, "text": text, "repeated": True})
             return {"steps": state["steps"] + 1, "decision": ["final", done[-1]]}
-        if kind == "final" and not any(who in ASSISTANTS for who, _, _ in state["findings"]):
-            kind, text = "fault", "no assistant has reported yet: delegate the question to data first"
+        if kind not in ASSISTANTS and not any(who in ASSISTANTS for who, _, _ in state["findings"]):
+            # A guess or an unreadable reply before any lookup: the question goes to data as it is (what the
+            # supervisor is told is often the best task). Feeding the fault back did not help: Qwen2.5-Coder-0.5B
+            # went on writing its assistants' reports itself, which the stop sequences cut to nothing, five times.
+            why = text if kind == "fault" else "answered before any assistant reported"
+            recorder.annotate_last(error=StepError("protocol_error", f"{why}: the question went to data as it is"))
+            return {"steps": state["steps"] + 1, "decision": ["data", state["question"]]}
         if kind == "fault":
             recorder.annotate_last(error=StepError("parse_error", text))
             return {"steps": state["steps"] + 1, "decision": [kind, text],

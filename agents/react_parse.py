@@ -147,8 +147,10 @@ def _input_value(block: str) -> Mapping[str, Any] | str | ParseFault:
     if value is _FAILED:
         if text.startswith("{"):
             return ParseFault(
-                f"Error: Action Input is not valid JSON: {text[:80]!r}. Write a JSON object, e.g. "
-                '{"query": "capital of Australia"}.',
+                # a neutral example: Qwen2.5-Coder-0.5B copied a concrete one ("capital of Australia") as its
+                # next query, whatever the question was about
+                f"Error: Action Input is not valid JSON: {text[:80]!r}. Write a JSON object with the tool's "
+                'argument names in double quotes, e.g. {"argument_name": "value"}.',
                 block,
             )
         return _strip_quotes(text)
@@ -168,11 +170,17 @@ def _literal(text: str) -> Any:
         pass
     except RecursionError:  # nested deeper than the parser recurses: no argument a tool can take
         return _FAILED
-    try:
-        value = ast.literal_eval(text)
-        return json.loads(json.dumps(value))  # sets, tuples-as-keys, bytes: not arguments a tool can take
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return _FAILED
+    # bare keys, as small models write them ({"elements": ["Fe"], exact: True}): quoted, then read again
+    for candidate in dict.fromkeys((text, _BARE_KEY.sub(r'\1"\2":', text))):
+        try:
+            value = ast.literal_eval(candidate)
+            return json.loads(json.dumps(value))  # sets, tuples-as-keys, bytes: not arguments a tool can take
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+    return _FAILED
+
+
+_BARE_KEY = re.compile(r"([{,]\s*)([A-Za-z_]\w*)\s*:(?!//)")
 
 
 def _call_args(inner: str) -> Mapping[str, Any] | str | None:

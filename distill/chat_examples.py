@@ -22,7 +22,8 @@ from agentdistill.trajectory import Run, Step
 Label = Literal["positive", "negative"]
 # Step errors meaning a model's reply could not be read as the format the agent asked for (a ReAct action, a
 # recbot plan): a format the student must not learn.
-FORMAT_ERRORS = frozenset({"parse_error", "plan_error"})
+# protocol_error: a reply the graph overrode (the materials supervisor answering before any lookup).
+FORMAT_ERRORS = frozenset({"parse_error", "plan_error", "protocol_error"})
 # A selection of fewer distinct questions trains on all of them: a real CPU run kept 2 correct runs, and holding
 # one out for a val loss halved the training data while the loss of a single question says little.
 MIN_VAL_QUESTIONS = 10

@@ -2,9 +2,10 @@
 
 The question-answering agents search a named knowledge store under `<home>/kb` (the shipped sample one is built on
 first use); recbot recommends from an item catalog: a directory the user imported, or the shipped Netflix titles
-(embedded into `<home>/catalogs/` on first use); the materials agent looks up Materials Project records (the
-shipped sample, built into `<home>/materials/` on first use; the live Materials Project API instead when
-MP_API_KEY is set and the `mp` extra is installed). Benchmarks choose their stores per suite instead
+(embedded into `<home>/catalogs/` on first use); the materials agent looks up Materials Project records (a
+directory the user imported with `agentdistill materials import`; else the live Materials Project API when
+MP_API_KEY is set and the `mp` extra is installed; else the shipped sample, built into `<home>/materials/` on
+first use). Benchmarks choose their stores per suite instead
 (benchmarks/suites/kb_cache.py, materials_setup.py).
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentdistill.config import Settings
-from agentdistill.errors import AgentDistillError
+from agentdistill.errors import AgentDistillError, StoreError
 from agentdistill.memory.knowledge_bases import open_named
 
 if TYPE_CHECKING:
@@ -32,6 +33,24 @@ Say = Callable[[str], None]
 class CatalogNeedsRecbot(AgentDistillError):
     def __init__(self, agent: str) -> None:
         super().__init__(f"--catalog is a recbot option; the {agent} agent answers from --kb.")
+
+
+class MaterialsNeedsMaterialsAgent(AgentDistillError):
+    def __init__(self, agent: str) -> None:
+        super().__init__(
+            f"--materials is an option of the materials agent (--agent materials); the {agent} agent does not read "
+            "materials records: drop --materials or pass --agent materials."
+        )
+
+
+class NoImportedMaterials(StoreError):
+    def __init__(self, directory: Path) -> None:
+        super().__init__(
+            f"no materials store in {directory}: import records into it with "
+            f"`agentdistill materials import FILE --dir {directory}` (MP-shaped JSONL), or leave the directory out "
+            "to use the shipped sample."
+        )
+        self.directory = directory
 
 
 def _stderr(message: str) -> None:
@@ -61,11 +80,30 @@ def open_catalog(config: Settings, agent: str, catalog_dir: Path | None, say: Sa
     return default_catalog(config.home, make_embedder(None, device=config.torch_device))
 
 
-def open_materials(config: Settings, agent: str, say: Say = _stderr) -> MaterialsStore | LiveMaterialsLookup | None:
-    """The materials agent's records: the live Materials Project API when MP_API_KEY is set, else the shipped
-    Materials Project sample (built on first use)."""
+def open_materials_dir(directory: Path) -> MaterialsStore:
+    """The store imported into `directory`, with the embedder recorded when it was built; NoImportedMaterials
+    (naming the import command) when there is none."""
+    from agentdistill.memory.materials import MaterialsStore, MaterialsStoreNotFound
+
+    try:
+        return MaterialsStore.open(directory)
+    except MaterialsStoreNotFound:
+        raise NoImportedMaterials(directory) from None
+
+
+def open_materials(
+    config: Settings, agent: str, say: Say = _stderr, materials_dir: Path | None = None
+) -> MaterialsStore | LiveMaterialsLookup | None:
+    """The materials agent's records: `materials_dir` when given (it wins over MP_API_KEY: the user named it), else
+    the live Materials Project API when MP_API_KEY is set, else the shipped Materials Project sample (built on
+    first use). MaterialsNeedsMaterialsAgent when `materials_dir` is given for another agent."""
     if agent != "materials":
+        if materials_dir is not None:
+            raise MaterialsNeedsMaterialsAgent(agent)
         return None
+    if materials_dir is not None:
+        say(f"opening the materials records in {materials_dir}...")
+        return open_materials_dir(materials_dir)
     from agentdistill.memory.embedders import make_embedder
     from agentdistill.memory.materials import default_materials_store, materials_lookup_from_env
 
@@ -82,10 +120,20 @@ def open_materials(config: Settings, agent: str, say: Say = _stderr) -> Material
 
 
 def agent_sources(
-    config: Settings, agent: str, kb_name: str, catalog_dir: Path | None, say: Say = _stderr
+    config: Settings,
+    agent: str,
+    kb_name: str,
+    catalog_dir: Path | None,
+    say: Say = _stderr,
+    materials_dir: Path | None = None,
 ) -> dict[str, Any]:
     """What the agent answers from, as `build_agent` keywords: a knowledge base, (recbot) a catalog or (materials)
-    a records store."""
+    a records store (`materials_dir`, imported by `agentdistill materials import`, or the default source)."""
+    # a flag given to the wrong agent fails before anything is opened (a first use embeds a whole sample)
+    if catalog_dir is not None and agent != "recbot":
+        raise CatalogNeedsRecbot(agent)
+    if materials_dir is not None and agent != "materials":
+        raise MaterialsNeedsMaterialsAgent(agent)
     catalog = open_catalog(config, agent, catalog_dir, say)
     kb = None if agent in ("recbot", "materials") else open_kb(config, kb_name, say)
-    return {"kb": kb, "catalog": catalog, "materials": open_materials(config, agent, say)}
+    return {"kb": kb, "catalog": catalog, "materials": open_materials(config, agent, say, materials_dir)}

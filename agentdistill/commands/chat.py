@@ -4,7 +4,8 @@ Both build the same agent graphs as benchmarks do (agents/factory.py) and record
 the trajectory store. Chat threads live in LangGraph's SqliteSaver at `<home>/threads.db`, next to a
 small `chat_threads` table that remembers each thread's agent and first question for `/threads`.
 The recbot agent recommends from an item catalog instead of a knowledge base: the shipped Netflix titles
-(built into `<home>/catalogs/` on first use) or `--catalog DIR`.
+(built into `<home>/catalogs/` on first use) or `--catalog DIR`; the materials agent looks up Materials Project
+records: `--materials DIR` (made by `agentdistill materials import`), else MP_API_KEY's live API or the shipped sample.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from agentdistill.agents.turn import Turn, run_turn
 from agentdistill.commands.common import emit_json, json_option, settings
 from agentdistill.config import Settings
 from agentdistill.errors import AgentDistillError
-from agentdistill.memory.agent_sources import CatalogNeedsRecbot, agent_sources
+from agentdistill.memory.agent_sources import CatalogNeedsRecbot, MaterialsNeedsMaterialsAgent, agent_sources
 from agentdistill.memory.threads import ThreadAgentMismatch, ThreadIndex
 from agentdistill.memory.trajectories import TrajectoryStore
 from agentdistill.models import make_chat_model
@@ -34,10 +35,13 @@ from agentdistill.trajectory import Recorder, Step
 OBSERVATION_LINES = 3  # lines of each tool result shown in the chat; the full text is in the trajectory
 
 
-def _sources(config: Settings, agent: str, kb_name: str, catalog_dir: Path | None) -> dict[str, Any]:
+def _sources(
+    config: Settings, agent: str, kb_name: str, catalog_dir: Path | None, materials_dir: Path | None
+) -> dict[str, Any]:
     try:
-        return agent_sources(config, agent, kb_name, catalog_dir, say=lambda text: click.echo(text, err=True))
-    except CatalogNeedsRecbot as exc:  # a flag that does not fit the agent: a usage error (exit 2)
+        return agent_sources(config, agent, kb_name, catalog_dir, say=lambda text: click.echo(text, err=True),
+                             materials_dir=materials_dir)  # fmt: skip
+    except (CatalogNeedsRecbot, MaterialsNeedsMaterialsAgent) as exc:  # a flag that does not fit the agent: exit 2
         raise click.UsageError(str(exc)) from None
 
 
@@ -85,6 +89,13 @@ _catalog_option = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     help="recbot: a catalog directory (`agentdistill catalog import`); default: the shipped Netflix titles.",
 )
+_materials_option = click.option(
+    "--materials",
+    "materials_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="materials: a records directory (`agentdistill materials import`); default: MP_API_KEY's live API, "
+    "else the shipped sample.",
+)
 _steps_option = click.option(
     "--max-steps", type=click.IntRange(min=1), help="Model calls per question (agent default)."
 )
@@ -96,13 +107,14 @@ _steps_option = click.option(
 @_model_option
 @_kb_option
 @_catalog_option
+@_materials_option
 @_steps_option
 @_native_option
 @json_option
 @click.pass_context
 def ask(
     ctx: click.Context, question: str, agent: str, model_spec: str | None, kb_name: str, catalog_dir: Path | None,
-    max_steps: int | None, native_tools: bool, as_json: bool,
+    materials_dir: Path | None, max_steps: int | None, native_tools: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Ask one question and print the answer (exit 1 when the agent ends without one)."""
     config = settings(ctx)
@@ -111,8 +123,8 @@ def ask(
     with TrajectoryStore.open(config.trajectories_path) as store:
         recorder = Recorder(store, agent=agent, meta={"interface": "ask"})
         graph = build_agent(
-            agent, model, recorder=recorder, max_steps=max_steps, **_sources(config, agent, kb_name, catalog_dir),
-            **native,
+            agent, model, recorder=recorder, max_steps=max_steps,
+            **_sources(config, agent, kb_name, catalog_dir, materials_dir), **native,
         )  # fmt: skip
         turn = run_turn(graph, store, question)
         picks = recommended_titles(store, turn.run_id) if agent == "recbot" else None
@@ -190,6 +202,7 @@ class ChatPrinter:
 @_model_option
 @_kb_option
 @_catalog_option
+@_materials_option
 @click.option("--thread", "thread_id", help="Resume this thread (see /threads); a new id starts a thread by that name.")
 @click.option("--quiet", is_flag=True, help="Show only answers: no streamed reasoning, no tool calls.")
 @_steps_option
@@ -197,7 +210,7 @@ class ChatPrinter:
 @click.pass_context
 def chat(
     ctx: click.Context, agent: str, model_spec: str | None, kb_name: str, catalog_dir: Path | None,
-    thread_id: str | None, quiet: bool, max_steps: int | None, native_tools: bool,
+    materials_dir: Path | None, thread_id: str | None, quiet: bool, max_steps: int | None, native_tools: bool,
 ) -> None:  # fmt: skip
     """Talk to an agent. Threads persist across restarts; commands: /new, /threads, /exit."""
     config = settings(ctx)
@@ -216,7 +229,7 @@ def chat(
             recorder = EchoRecorder(store, agent=agent, on_step=printer.step)
             graph = build_agent(
                 agent, model, recorder=recorder, checkpointer=SqliteSaver(conn), max_steps=max_steps,
-                on_token=printer.token, **_sources(config, agent, kb_name, catalog_dir), **native,
+                on_token=printer.token, **_sources(config, agent, kb_name, catalog_dir, materials_dir), **native,
             )  # fmt: skip
             turns = index.turns(thread)
             state = f"resumed, {turns} earlier turns" if turns else "new"

@@ -79,19 +79,31 @@ def test_the_supervisor_delegates_to_data_and_answers_citing_the_record(store, s
 
 def test_calc_runs_in_the_sandbox_and_format_faults_go_back_to_the_supervisor(store, sandbox) -> None:
     model = ScriptedModel([
+        "Delegate: data\nTask: the records of Fe2O3",
+        'Action: search_formula\nAction Input: {"formula": "Fe2O3"}',
+        "Final Answer: mp-19770",
         "The answer is probably 160.",  # neither a delegation nor an answer: told how to write one
         "Delegate: calc\nTask: molar mass of Fe2O3 with Fe 55.845 and O 15.999",
         "Thought: add it up\n```python\nfinal_answer(round(2 * 55.845 + 3 * 15.999, 2))\n```",
-        "Final Answer: 159.69 g/mol",
+        "Final Answer: 159.69 g/mol (mp-19770)",
     ])  # fmt: skip
     out = graph_for(model, store, sandbox).invoke({"question": "What is the molar mass of Fe2O3?"})
-    assert (out["status"], out["answer"]) == ("ok", "159.69 g/mol")
-    assert out["findings"][0][0] == "supervisor" and "Delegate: data" in out["findings"][0][2]
-    assert out["findings"][1] == ["calc", "molar mass of Fe2O3 with Fe 55.845 and O 15.999", "159.69"]
+    assert (out["status"], out["answer"]) == ("ok", "159.69 g/mol (mp-19770)")
+    assert out["findings"][1][:2] == ["supervisor", "(format)"] and "Delegate: data" in out["findings"][1][2]
+    assert out["findings"][2] == ["calc", "molar mass of Fe2O3 with Fe 55.845 and O 15.999", "159.69"]
     [run] = store.runs()
-    assert [s.role for s in run.steps if s.kind == "model"] == ["supervisor", "supervisor", "calc.policy", "supervisor"]
-    first = next(s for s in run.steps if s.kind == "model")
-    assert first.error is not None and first.error.kind == "parse_error"
+    roles = [s.role for s in run.steps if s.kind == "model"]
+    assert roles == [
+        "supervisor",
+        "data.policy",
+        "data.policy",
+        "supervisor",
+        "supervisor",
+        "calc.policy",
+        "supervisor",
+    ]
+    fault = [s for s in run.steps if s.kind == "model"][3]
+    assert fault.error is not None and fault.error.kind == "parse_error"
 
 
 def test_out_of_supervisor_calls_ends_with_the_last_report(store, sandbox) -> None:
@@ -112,35 +124,34 @@ def test_bad_max_steps_is_refused(sandbox) -> None:
         build_materials_graph(ScriptedModel([]), [], sandbox=sandbox, max_steps=0)
 
 
-def test_an_answer_before_any_report_is_refused_and_a_repeated_delegation_answers_with_its_report(
-    store, sandbox
-) -> None:
+def test_a_guess_before_any_lookup_sends_the_question_to_data_and_a_repeated_delegation_answers(store, sandbox) -> None:
     model = ScriptedModel([
         "Final Answer: FM (mp-1)",  # a guess: nothing has been looked up yet
-        "Delegate: data\nTask: What is the magnetic ordering of Fe2O3?",
         'Action: search_formula\nAction Input: {"formula": "Fe2O3"}',
         "Final Answer: FiM (mp-19770)",
-        "Delegate: data\nTask: what is the magnetic ordering of Fe2O3",  # the same task again: not run again
+        "Delegate: data\nTask: what is the magnetic ordering of Fe2O3",  # the question again: not run again
     ])  # fmt: skip
-    out = graph_for(model, store, sandbox).invoke({"question": "What is the magnetic ordering of Fe2O3?"})
+    question = "What is the magnetic ordering of Fe2O3?"
+    out = graph_for(model, store, sandbox).invoke({"question": question})
     assert (out["status"], out["answer"]) == ("ok", "FiM (mp-19770)")
-    refused = "Error: no assistant has reported yet: delegate the question to data first"
-    assert out["findings"][0] == ["supervisor", "(format)", refused]
-    assert len(model.history) == 5  # the repeated delegation started no assistant
+    assert out["findings"] == [["data", question, "FiM (mp-19770)"]]  # the question itself was the task
+    assert len(model.history) == 4  # the repeated delegation started no assistant
     [run] = store.runs()
     supervisor_steps = [s for s in run.steps if s.kind == "model" and s.role == "supervisor"]
-    assert supervisor_steps[0].error is not None and supervisor_steps[0].error.kind == "parse_error"
+    assert supervisor_steps[0].error is not None and supervisor_steps[0].error.kind == "protocol_error"
+    assert "answered before any assistant reported" in supervisor_steps[0].error.message
     assert supervisor_steps[-1].parsed["repeated"] is True
 
 
 def test_the_supervisor_is_cut_where_it_starts_writing_an_assistants_report_itself(store, sandbox) -> None:
     model = ScriptedModel([
         "[data] task: Fe2O3\n[data] reported: FM (mp-1)\nFinal Answer: FM (mp-1)",  # an invented report: cut to ""
-        "Delegate: data\nTask: Fe2O3 ordering",
         'Action: search_formula\nAction Input: {"formula": "Fe2O3"}',
         "Final Answer: FiM (mp-19770)",
         "Final Answer: FiM (mp-19770)",
     ])  # fmt: skip
     out = graph_for(model, store, sandbox).invoke({"question": "What is the magnetic ordering of Fe2O3?"})
     assert (out["status"], out["answer"]) == ("ok", "FiM (mp-19770)")
-    assert out["findings"][0][:2] == ["supervisor", "(format)"] and "no delegation" in out["findings"][0][2]
+    [run] = store.runs()
+    first = next(s for s in run.steps if s.kind == "model")
+    assert first.completion == "" and first.error is not None and first.error.kind == "protocol_error"

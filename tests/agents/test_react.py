@@ -311,6 +311,8 @@ def test_prompts_can_be_overridden_from_a_directory(store: TrajectoryStore, tmp_
         ("Action: search[capital of France]", "search", "capital of France"),
         ('Action: search(query="x", k=2)', "search", {"query": "x", "k": 2}),
         ('Action: search\nAction Input: {"query": "x"}\nObservation: no\nFinal Answer: y', "search", {"query": "x"}),
+        ('Action: search_elements\nAction Input: {"elements": ["Fe"], exact: True}', "search_elements",
+         {"elements": ["Fe"], "exact": True}),  # a bare key and a Python True, as Qwen2.5-Coder-0.5B writes them
     ],
 )  # fmt: skip
 def test_parse_action_forms_small_models_write(text: str, tool: str, args: object) -> None:
