@@ -354,6 +354,9 @@ ELSEWHERE = {
     "distill export": [("tests/distill/test_export_gguf.py", '["export", "--model-dir"')],
     "serve": [("tests/distill/test_serve.py", "from agentdistill.commands.serve import serve; serve.main")],
     "demo": [("tests/commands/test_demo.py", '["demo", "--limit", "2", "--model"')],
+    "materials import": [("tests/commands/test_materials_cmd.py", 'invoke("import", str(first), str(second)')],
+    "materials info": [("tests/commands/test_materials_cmd.py", 'invoke("info", "--dir"')],
+    "materials search": [("tests/commands/test_materials_cmd.py", 'invoke("search", ')],
 }  # fmt: skip
 RUN_BY_NO_TEST: set[str] = set()  # README command paths no test runs (none now; add with a reason)
 
