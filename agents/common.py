@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -48,6 +48,12 @@ def load_prompt(name: str, override_dir: str | Path | None = None) -> str:
         )
         raise PromptNotFound(f"no prompt template {name!r}; packaged templates: {', '.join(known)}")
     return packaged.read_text(encoding="utf-8")
+
+
+def earlier_turns(history: Sequence[Sequence[str | None]]) -> str:
+    """A thread's earlier questions and answers as the block a turn's prompt opens with ("" on a new thread)."""
+    earlier = "".join(f"Q: {q}\nA: {a or '(no answer)'}\n" for q, a in history)
+    return f"Earlier in this conversation:\n{earlier}\n" if earlier else ""
 
 
 def max_steps_message(max_steps: int) -> str:

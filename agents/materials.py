@@ -21,7 +21,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from agentdistill.agents.codeact import build_codeact_graph
-from agentdistill.agents.common import Status, check_question, load_prompt, max_steps_message
+from agentdistill.agents.common import Status, check_question, earlier_turns, load_prompt, max_steps_message
 from agentdistill.agents.react import build_react_graph
 from agentdistill.errors import ConfigError
 from agentdistill.models.base import ChatModel, system, user
@@ -111,10 +111,8 @@ def build_materials_graph(
                 "answer": None, "status": "running", "error": None}  # fmt: skip
 
     def decide(state: MaterialsState) -> dict[str, Any]:
-        earlier = "".join(f"Q: {q}\nA: {a or '(no answer)'}\n" for q, a in state.get("history") or [])
-        history = f"Earlier in this conversation:\n{earlier}\n" if earlier else ""
         prompt = user_template.format(question=state["question"], findings=findings_text(state["findings"]),
-                                      history=history)  # fmt: skip
+                                      history=earlier_turns(state.get("history") or []))  # fmt: skip
         [reply] = supervisor.generate([system(system_prompt), user(prompt)], stop=STOP, max_tokens=max_tokens)
         kind, text = parse_decision(reply.text)
         done = [said for who, task, said in state["findings"] if who == kind and same_task(task, text)]

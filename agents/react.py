@@ -20,7 +20,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from agentdistill.agents.common import Status, check_question, load_prompt, max_steps_message
+from agentdistill.agents.common import Status, check_question, earlier_turns, load_prompt, max_steps_message
 from agentdistill.agents.react_context import CONTEXT_CHARS, SHORTENED_NOTE, action_key, clip, fit_context
 from agentdistill.agents.react_native import NativeToolModel
 from agentdistill.agents.react_parse import FinalAnswer, ReactAction, parse_react, to_tool_call
@@ -76,9 +76,7 @@ def react_messages(
     system_text = load_prompt(system_prompt, prompts_dir).format(
         tools=render_tools(tools), tool_names=", ".join(t.name for t in tools) or "none"
     )
-    earlier = "".join(f"Q: {q}\nA: {a or '(no answer)'}\n" for q, a in history)
-    context = f"Earlier in this conversation:\n{earlier}\n" if earlier else ""
-    user_text = load_prompt("react_user", prompts_dir).format(question=question, history=context)
+    user_text = load_prompt("react_user", prompts_dir).format(question=question, history=earlier_turns(history))
     return [system(system_text.strip()), user(user_text.strip())]
 
 

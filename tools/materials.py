@@ -46,7 +46,7 @@ _FIELD_OF = {"magnetization": "total_magnetization_normalized_formula_units", "b
 _HIDDEN = {"id", "material_id", "formula_pretty", "llamp_sources"}  # shown in the header, or provenance only
 # Shown on every listed record, so one search answers the usual questions: Qwen2.5-Coder-0.5B, given only the
 # ordering, repeated the same search until max_steps instead of fetching the record's magnetization.
-_LINE_FIELDS = (
+LINE_FIELDS = (
     "ordering",
     "total_magnetization_normalized_formula_units",
     "energy_above_hull",
@@ -278,7 +278,7 @@ def _line(record: MaterialRecord, extra: str | None) -> str:
     parts = [f"{record.material_id} {record.formula}"]
     if isinstance(symmetry := data.get("symmetry"), Mapping) and symmetry.get("symbol"):
         parts.append(str(symmetry["symbol"]))
-    for name in dict.fromkeys(((extra,) if extra else ()) + _LINE_FIELDS):  # the searched property first
+    for name in dict.fromkeys(((extra,) if extra else ()) + LINE_FIELDS):  # the searched property first
         value = data.get(name)
         if isinstance(value, Mapping) and name == "bulk_modulus":  # {voigt, reuss, vrh}: the line shows vrh
             name, value = "bulk_modulus_vrh", value.get("vrh")

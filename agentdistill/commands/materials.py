@@ -31,17 +31,6 @@ SEARCH_KINDS = ("auto", "formula", "elements", "text", "id")
 _MATERIAL_ID = re.compile(r"^(?:mp|mvc)-\d+$")  # what the tools take as an id
 _ELEMENT_LIST = re.compile(r"[-,;/]")  # "Fe-O", "Fe,O": an element set, not a formula
 _WHITESPACE = re.compile(r"\s*")
-# fields a --json search shows per record (the headline properties of the tools' lines); --by id shows them all
-_JSON_FIELDS = (
-    "ordering",
-    "total_magnetization_normalized_formula_units",
-    "energy_above_hull",
-    "formation_energy_per_atom",
-    "band_gap",
-    "bulk_modulus",
-    "is_stable",
-    "symmetry",
-)
 _MAGNETIZATION = ("total_magnetization_normalized_formula_units", "total_magnetization")
 
 dir_option = click.option(
@@ -237,7 +226,11 @@ def _json_hits(store: MaterialsStore, kind: str, query: str, exact: bool, k: int
 
 
 def _json_record(record: MaterialRecord, *, full: bool) -> dict[str, Any]:
-    fields = dict(record.fields) if full else {f: record.fields[f] for f in _JSON_FIELDS if f in record.fields}
+    from agentdistill.tools.materials import LINE_FIELDS  # here: it loads pymatgen, which `--help` does not need
+
+    # a --json search shows the fields of the tools' record lines; --by id shows them all
+    shown = (*LINE_FIELDS, "is_stable", "symmetry")
+    fields = dict(record.fields) if full else {f: record.fields[f] for f in shown if f in record.fields}
     if not full:
         fields["has_elastic_tensor"] = record.get("elastic_tensor") is not None
     head = {"material_id": record.material_id, "formula": record.formula}

@@ -25,8 +25,8 @@ from agentdistill.memory.materials.queries import (
     ORDERING,
     PROPERTIES,
     InvalidMaterialsQuery,
+    check_property_arguments,
     element_symbols,
-    ordering_code,
     property_column,
 )
 from agentdistill.memory.materials.records import (
@@ -165,17 +165,11 @@ class LiveMaterialsLookup:
         column = property_column(name)
         if k < 1:
             return []
-        if column == ORDERING:
-            if equals is None or min is not None or max is not None:
-                raise InvalidMaterialsQuery("property 'ordering' is not a number: pass equals='FM' (or NM, FiM, AFM)")
-            code = ordering_code(equals)
+        code = check_property_arguments(column, min, max, equals)
+        if code is not None:
             records = self._search(("ordering", code, k), chunk=k, magnetic_ordering=_ordering(code),
                                    _sort_fields="energy_above_hull")  # fmt: skip
             return sorted((r for r in records if r.get("ordering") == code), key=stability_key)[:k]
-        if equals is not None:
-            raise InvalidMaterialsQuery(f"property {column!r} is a number: pass min= and/or max=, not equals=")
-        if min is not None and max is not None and min > max:
-            raise InvalidMaterialsQuery(f"min {min} is larger than max {max} for {column!r}: swap them")
         if column not in _RANGES:
             searchable = ", ".join(c for c in PROPERTIES if c in _RANGES or c == ORDERING)
             raise InvalidMaterialsQuery(

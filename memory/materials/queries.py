@@ -73,6 +73,20 @@ def ordering_code(text: str) -> str:
     raise InvalidMaterialsQuery(f"unknown magnetic ordering {text!r}: use one of {choices}")
 
 
+def check_property_arguments(column: str, min: float | None, max: float | None, equals: str | None) -> str | None:
+    """The ordering code for an `ordering` query, None for a number range; InvalidMaterialsQuery when the
+    arguments do not fit the property (every lookup, local or live, checks them the same way)."""
+    if column == ORDERING:
+        if equals is None or min is not None or max is not None:
+            raise InvalidMaterialsQuery("property 'ordering' is not a number: pass equals='FM' (or NM, FiM, AFM)")
+        return ordering_code(equals)
+    if equals is not None:
+        raise InvalidMaterialsQuery(f"property {column!r} is a number: pass min= and/or max=, not equals=")
+    if min is not None and max is not None and min > max:
+        raise InvalidMaterialsQuery(f"min {min} is larger than max {max} for {column!r}: swap them")
+    return None
+
+
 def element_symbols(elements: str | Sequence[str]) -> list[str]:
     """Sorted unique symbols from "Fe-O", "Fe,O", ["fe", "oxygen"], ...; UnknownElement for anything else."""
     items = _SPLIT.split(elements) if isinstance(elements, str) else list(elements)

@@ -27,10 +27,8 @@ from agentdistill.memory.catalog.files import locked
 from agentdistill.memory.embedders import Embedder, make_embedder
 from agentdistill.memory.materials.files import CorruptMaterialsStore, MaterialsStoreNotFound
 from agentdistill.memory.materials.queries import (
-    ORDERING,
-    InvalidMaterialsQuery,
+    check_property_arguments,
     element_symbols,
-    ordering_code,
     property_column,
 )
 from agentdistill.memory.materials.records import MaterialRecord, load_records, parse_formula, sample_records_path
@@ -186,14 +184,9 @@ class MaterialsStore:
         column = property_column(name)
         if k < 1:
             return []
-        if column == ORDERING:
-            if equals is None or min is not None or max is not None:
-                raise InvalidMaterialsQuery("property 'ordering' is not a number: pass equals='FM' (or NM, FiM, AFM)")
-            return self._rows(materials_db.by_ordering, ordering_code(equals), k)
-        if equals is not None:
-            raise InvalidMaterialsQuery(f"property {column!r} is a number: pass min= and/or max=, not equals=")
-        if min is not None and max is not None and min > max:
-            raise InvalidMaterialsQuery(f"min {min} is larger than max {max} for {column!r}: swap them")
+        code = check_property_arguments(column, min, max, equals)
+        if code is not None:
+            return self._rows(materials_db.by_ordering, code, k)
         return self._rows(materials_db.by_range, column, min, max, descending=descending, limit=k)
 
     def search(self, text: str, k: int = 5) -> list[tuple[MaterialRecord, float]]:
