@@ -16,6 +16,8 @@ Then, after every per-record question (so a longer suite keeps the earlier items
   is the winner's material id, and the answer must name that id and no other.
 Numbers are scored within 2% (benchmarks/materials_metric.py). The agent's store is built from the same file, so
 every answer is in it; a bare model must know or guess, which is what the suite measures (LLaMP's comparison).
+Each item's meta `groups` lists the reduced formulas it asks about: `distill run` keeps a formula's questions on
+one side of its train/eval split (distill/workflow/plan.py), so a student cannot learn an eval answer by heart.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ def _items(records: list[MaterialRecord], bulk_modulus: Callable[[Any], float]) 
     by_formula: Mapping[str, list[MaterialRecord]] = _group(records)
     asked_formulas: set[str] = set()
     for record in records:
-        meta = {"material_id": record.material_id, "formula": record.formula}
+        meta = {"material_id": record.material_id, "formula": record.formula, "groups": [record.reduced_formula]}
         polymorphs = by_formula[record.reduced_formula]
         if record.reduced_formula not in asked_formulas:
             asked_formulas.add(record.reduced_formula)
@@ -95,7 +97,8 @@ def _items(records: list[MaterialRecord], bulk_modulus: Callable[[Any], float]) 
             if stable is not None and isinstance(ordering, str):
                 yield Item(f"ordering:{record.reduced_formula}", ORDERING_QUESTION.format(formula=record.formula),
                            (ordering,), meta={"kind": "ordering", "material_id": stable.material_id,
-                                              "formula": record.formula, "polymorphs": len(polymorphs)})  # fmt: skip
+                                              "formula": record.formula, "polymorphs": len(polymorphs),
+                                              "groups": [record.reduced_formula]})  # fmt: skip
             mass = parse_formula(record.formula).weight
             yield Item(f"molar_mass:{record.reduced_formula}", MOLAR_MASS_QUESTION.format(formula=record.formula),
                        (_number(float(mass)),), meta={**meta, "kind": "molar_mass"})  # fmt: skip
@@ -123,7 +126,7 @@ def _composition_items(records: list[MaterialRecord]) -> Iterator[Item]:
         yield Item(f"weight_percent:{record.reduced_formula}",
                    WEIGHT_PERCENT_QUESTION.format(element=element.symbol, formula=record.formula), (_number(percent),),
                    meta={"kind": "weight_percent", "material_id": record.material_id, "formula": record.formula,
-                         "element": element.symbol})  # fmt: skip
+                         "element": element.symbol, "groups": [record.reduced_formula]})  # fmt: skip
 
 
 def _comparison_items(records: list[MaterialRecord]) -> Iterator[Item]:
@@ -138,7 +141,8 @@ def _comparison_items(records: list[MaterialRecord]) -> Iterator[Item]:
             text = question.format(a=a.formula, a_id=a.material_id, b=b.formula, b_id=b.material_id)
             yield Item(f"{kind}:{a.material_id}:{b.material_id}", text, (winner.material_id,),
                        meta={"kind": kind, "material_id": winner.material_id, "formula": winner.formula,
-                             "pair": [a.material_id, b.material_id]})  # fmt: skip
+                             "pair": [a.material_id, b.material_id],
+                             "groups": sorted({a.reduced_formula, b.reduced_formula})})  # fmt: skip
 
 
 def _group(records: list[MaterialRecord]) -> Mapping[str, list[MaterialRecord]]:

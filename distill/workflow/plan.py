@@ -2,6 +2,9 @@
 
 Train and eval items never overlap: a suite with a train partner (gsm8k -> gsm8k-train) trains on the
 partner; otherwise the first `eval_limit` items are held out and the next `train_limit` are the train slice.
+Items that name what they ask about (meta `groups`, e.g. the materials suites' formulas) are split by it: the kinds
+are interleaved (the suite file lists them kind by kind), the first `eval_limit` are held out, and the train slice
+takes only items sharing no group with them, so a record's values are never trained on and then asked.
 Recommendation suites (`rec-netflix`) are generated sessions: as many are sampled as both slices need, with
 the suite's seed, so the eval slice is the suite's own first sessions and no target is in both slices.
 """
@@ -111,12 +114,32 @@ def split_items(
         items = session_items(catalog, n=eval_limit + train_limit)
     else:
         items = load_items(suite, data_dir, catalog=catalog)
+        if items and all(item.meta.get("groups") for item in items):
+            return _grouped_split(suite, items, train_limit, eval_limit)
     if len(items) < eval_limit + train_limit:
         raise NotEnoughItems(
             f"suite {suite.name!r} has {len(items)} items: not enough for {eval_limit} eval + {train_limit} train "
             "items; lower --train-limit/--eval-limit."
         )
     return items[eval_limit : eval_limit + train_limit], items[:eval_limit]
+
+
+def _grouped_split(suite: Suite, items: list[Item], train_limit: int, eval_limit: int) -> tuple[list[Item], list[Item]]:
+    by_kind: dict[str, list[Item]] = {}
+    for item in items:
+        by_kind.setdefault(str(item.meta.get("kind", "")), []).append(item)
+    queues = list(by_kind.values())
+    interleaved = [queue[i] for i in range(max(map(len, queues))) for queue in queues if i < len(queue)]
+    held_out = interleaved[:eval_limit]
+    held_groups = {group for item in held_out for group in item.meta["groups"]}
+    free = [item for item in interleaved[eval_limit:] if held_groups.isdisjoint(item.meta["groups"])]
+    if len(held_out) < eval_limit or len(free) < train_limit:
+        raise NotEnoughItems(
+            f"suite {suite.name!r}: {len(free)} items share nothing with the {len(held_out)} held-out ones (a train"
+            f" item never asks about a held-out item's formula), not enough for {train_limit} train items;"
+            " lower --train-limit or --eval-limit."
+        )
+    return free[:train_limit], held_out
 
 
 class DatasetMismatch(AgentDistillError):

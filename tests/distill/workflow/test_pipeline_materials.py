@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agentdistill.benchmarks.suites.registry import get_suite
+from agentdistill.benchmarks.suites.registry import get_suite, load_items
 from agentdistill.cli import cli
 from agentdistill.distill.data import agent_roles, load_examples
-from agentdistill.distill.workflow.plan import split_items
+from agentdistill.distill.workflow.plan import NotEnoughItems, split_items
 
 
 def teacher_script(items) -> list[str]:  # noqa: ANN001 - suite items
@@ -66,3 +66,21 @@ def test_distill_run_materials_end_to_end(tmp_path: Path, tiny_model_dir: Path, 
         lines = (out / "eval" / label / "results.jsonl").read_text().splitlines()
         assert [json.loads(line)["item_id"] for line in lines] == [held_out[0].id]
     assert (out / "student" / "merged" / "config.json").is_file()
+
+
+def test_split_keeps_each_formula_on_one_side_and_mixes_the_kinds() -> None:
+    train, held_out = split_items(get_suite("materials-sample"), None, 60, 30)
+    assert len(train) == 60 and len(held_out) == 30
+    held_groups = {g for item in held_out for g in item.meta["groups"]}
+    assert all(held_groups.isdisjoint(item.meta["groups"]) for item in train)
+    # the file lists the kinds one after another; both slices hold every kind of question all the same
+    kinds = {item.meta["kind"] for item in load_items(get_suite("materials-sample"), None)}
+    assert {item.meta["kind"] for item in held_out} == kinds
+    assert len({item.meta["kind"] for item in train}) >= 6
+    # the held-out slice does not depend on the train slice's size
+    assert split_items(get_suite("materials-sample"), None, 5, 30)[1] == held_out
+
+
+def test_split_too_large_names_the_limit() -> None:
+    with pytest.raises(NotEnoughItems, match="share nothing with the 50 held-out ones.*--train-limit"):
+        split_items(get_suite("materials-sample"), None, 150, 50)
