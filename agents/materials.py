@@ -2,10 +2,11 @@
 
 The supervisor model reads the question and what its assistants reported so far, and each turn either delegates
 one task (`data`: the ReAct graph over the materials tools, which looks records up and cites their ids; `calc`:
-the CodeAct graph with its sandbox, whose code can call the exact calculators) or answers, citing material ids.
-The assistants are the existing graphs, built once and invoked per task, not copies. They record into the
-supervisor's run through DelegateRecorder, so one trajectory holds every level's calls by role (`supervisor`,
-`data.policy`, `calc.policy`) and each level can be distilled on its own examples.
+the CodeAct graph with its sandbox, whose code can call the exact calculators) or answers, citing material ids;
+the cited ids are checked against what the tools returned (agents/materials_cite.py). The assistants are the
+existing graphs, built once and invoked per task, not copies. They record into the supervisor's run through
+DelegateRecorder, so one trajectory holds every level's calls by role (`supervisor`, `data.policy`,
+`calc.policy`) and each level can be distilled on its own examples.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from langgraph.graph.state import CompiledStateGraph
 
 from agentdistill.agents.codeact import build_codeact_graph
 from agentdistill.agents.common import Status, check_question, earlier_turns, load_prompt, max_steps_message
+from agentdistill.agents.materials_cite import cite, observations
 from agentdistill.agents.react import build_react_graph
 from agentdistill.errors import ConfigError
 from agentdistill.models.base import ChatModel, system, user
@@ -43,7 +45,9 @@ class MaterialsState(TypedDict, total=False):
     findings: list[list[str]]  # [assistant, task, what it reported], in order
     steps: int  # supervisor calls made
     decision: list[str]  # [kind, text] of the supervisor's last reply: final | data | calc | fault
+    observed: list[str]  # what the assistants' tools returned for this question: the ids an answer may cite
     answer: str | None
+    sources: list[str]  # the observed material ids the answer rests on (agents/materials_cite.py)
     status: Status
     error: str | None
     history: list[list[str]]  # [question, answer] of earlier turns on this thread (kept by the checkpointer)
@@ -107,8 +111,8 @@ def build_materials_graph(
         question = check_question(state.get("question"))
         thread, turn = (config.get("configurable") or {}).get("thread_id"), len(state.get("history") or [])
         run_id = recorder.start(question, meta={"thread_id": thread, "turn": turn} if thread else None)
-        return {"question": question, "run_id": run_id, "findings": [], "steps": 0, "decision": [],
-                "answer": None, "status": "running", "error": None}  # fmt: skip
+        return {"question": question, "run_id": run_id, "findings": [], "steps": 0, "decision": [], "observed": [],
+                "answer": None, "sources": [], "status": "running", "error": None}  # fmt: skip
 
     def decide(state: MaterialsState) -> dict[str, Any]:
         prompt = user_template.format(question=state["question"], findings=findings_text(state["findings"]),
@@ -137,7 +141,8 @@ def build_materials_graph(
         who, task = state["decision"]
         out = assistants[who].invoke({"question": task})
         said = out.get("answer") or f"no answer ({out.get('status')}: {out.get('error') or 'nothing found'})"
-        return {"findings": [*state["findings"], [who, task, said]]}
+        seen = observations(out.get("messages") or [], task)
+        return {"findings": [*state["findings"], [who, task, said]], "observed": [*state.get("observed", []), *seen]}
 
     def finish(state: MaterialsState) -> dict[str, Any]:
         kind, text = state["decision"] or ["", ""]
@@ -146,10 +151,13 @@ def build_materials_graph(
         else:  # out of supervisor calls: the last assistant report is the best answer there is
             reports = [said for who, _, said in state["findings"] if who in ASSISTANTS]
             answer, status, error = (reports[-1] if reports else None), "max_steps", max_steps_message(max_steps)
+        citation = cite(answer, state.get("observed", []), state["question"]) if answer else None
+        answer = citation.answer if citation else answer
         recorder.finish(state["run_id"], status=status, answer=answer,
                         error=StepError("max_steps", error) if error else None)  # fmt: skip
         history = [*(state.get("history") or []), [state["question"], answer or ""]]
-        return {"answer": answer, "status": status, "error": error, "history": history}
+        return {"answer": answer, "status": status, "error": error, "history": history,
+                "sources": list(citation.sources) if citation else []}  # fmt: skip
 
     def route(state: MaterialsState) -> str:
         kind = state["decision"][0]

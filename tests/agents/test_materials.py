@@ -20,7 +20,11 @@ from agentdistill.trajectory import Recorder
 def search_formula(formula: str) -> str:
     """Materials Project records of `formula`, most stable first."""
     if formula == "Fe2O3":
-        return "Fe2O3: mp-19770 (FiM, 4.0 muB/f.u., 0.000 eV/atom above hull); mp-24972 (FM, 0.050 eV/atom)"
+        return (
+            "Fe2O3: 2 record(s), most stable first:\n"
+            "- mp-19770 Fe2O3 | ordering=FiM | magnetization=4.0 μB/f.u. | energy_above_hull=0 eV/atom\n"
+            "- mp-24972 Fe2O3 | ordering=FM | energy_above_hull=0.05 eV/atom"
+        )
     return f"no record for {formula}; did you mean Fe2O3?"
 
 
@@ -155,3 +159,16 @@ def test_the_supervisor_is_cut_where_it_starts_writing_an_assistants_report_itse
     [run] = store.runs()
     first = next(s for s in run.steps if s.kind == "model")
     assert first.completion == "" and first.error is not None and first.error.kind == "protocol_error"
+
+
+def test_the_answer_cites_what_the_tools_returned_not_what_the_model_made_up(store, sandbox) -> None:
+    model = ScriptedModel([
+        "Delegate: data\nTask: Fe2O3 magnetization",
+        'Action: search_formula\nAction Input: {"formula": "Fe2O3"}',
+        "Final Answer: 4.0 muB/f.u.",
+        "Final Answer: 4.0 muB/f.u. (mp-55555)",  # an id no tool returned
+    ])  # fmt: skip
+    out = graph_for(model, store, sandbox).invoke({"question": "What is the magnetization of Fe2O3?"})
+    assert out["answer"] == "4.0 muB/f.u. (mp-19770)" and out["sources"] == ["mp-19770"]
+    [run] = store.runs()
+    assert run.answer == "4.0 muB/f.u. (mp-19770)"
