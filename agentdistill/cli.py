@@ -22,6 +22,7 @@ from agentdistill.commands.materials import materials
 from agentdistill.commands.models import models
 from agentdistill.commands.serve import serve
 from agentdistill.commands.trajectories import trajectories
+from agentdistill.commands.ui import ui
 from agentdistill.config import load_settings
 from agentdistill.errors import AgentDistillError
 
@@ -46,7 +47,7 @@ def version() -> None:
     click.echo(f"agentdistill {__version__}")
 
 
-for group in (chat, ask, bench, catalog, demo, distill, engine, kb, materials, models, serve, trajectories):
+for group in (chat, ask, bench, catalog, demo, distill, engine, kb, materials, models, serve, trajectories, ui):
     cli.add_command(group)
 
 

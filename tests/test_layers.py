@@ -1,11 +1,11 @@
 """The package is built in floors: a module imports only its own floor or lower ones, with no circles.
 
 core (errors, paths, config, models, trajectory schema) -> memory -> tools -> agents -> benchmarks -> distill ->
-the `distill run` workflow -> click commands -> cli. The LangGraph Studio entry and agentdistill.testing (fake
-servers and small fixtures for tests) sit on the cli floor: they may use any floor, and no product module imports
-them. Imports inside functions count too: a lazy import still makes the lower floor depend on the higher one.
-The perf scripts (benchmarks/perf/) live outside the installed package; they may import anything, and nothing
-imports them.
+the `distill run` workflow -> click commands and the web UI -> cli. The LangGraph Studio entry and
+agentdistill.testing (fake servers and small fixtures for tests) sit on the cli floor: they may use any floor,
+and no product module imports them. Imports inside functions count too: a lazy import still makes the lower
+floor depend on the higher one. The perf scripts (benchmarks/perf/) live outside the installed package; they
+may import anything, and nothing imports them.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def floor_of(module: str) -> str:
     sub = parts[1] if len(parts) > 1 else ""
     if sub in ("cli", "studio", "testing"):
         return "cli"
-    if sub == "commands":
+    if sub in ("commands", "web"):  # the web UI (agentdistill.web) is another front end, beside the click commands
         return "commands"
     if sub == "distill":
         return "workflow" if len(parts) > 2 and parts[2] == "workflow" else "distill"

@@ -1,0 +1,5 @@
+"""Placeholder: replaced by the chat area."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""Placeholder: replaced by the runs area."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

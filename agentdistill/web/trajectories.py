@@ -1,0 +1,5 @@
+"""Placeholder: replaced by the trajectories area."""
+
+from fastapi import APIRouter
+
+router = APIRouter()
