@@ -15,12 +15,13 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from agentdistill.errors import InputDataError, StoreError
 from agentdistill.jsonl import text_lines
+from agentdistill.memory.trajectory_page import STEP_TOTALS_SQL, PageQuery, RunPage, assemble_page, step_totals_args
 from agentdistill.paths import atomic_write
 from agentdistill.trajectory import SCHEMA_VERSION, Run, RunStatus, Step, StepError
 
@@ -51,6 +52,10 @@ def _run_script(db: sqlite3.Connection, script: str) -> None:
         if statement.strip():
             db.execute(statement)
 
+
+# page()'s order: newest first, over all runs or one agent's or one suite's (not a migration: IF NOT EXISTS)
+_PAGE_INDEXES = {"runs_by_created": "created_at", "runs_by_agent_created": "agent, created_at",
+                 "runs_by_suite_created": "suite, created_at"}  # fmt: skip
 
 # Position i holds the migration that brings user_version from i to i + 1. Append only.
 MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (_m001_initial,)
@@ -88,6 +93,8 @@ class TrajectoryStore:
             db.execute("SELECT count(*) FROM runs").fetchone()
             # which process runs each unfinished run; a side table, so older readers of the file ignore it
             db.execute("CREATE TABLE IF NOT EXISTS run_owners (run_id TEXT PRIMARY KEY, host TEXT, boot TEXT, pid INT)")
+            for name, columns in _PAGE_INDEXES.items():
+                db.execute(f"CREATE INDEX IF NOT EXISTS {name} ON runs({columns})")
             _abandon_dead_owners(db)
         except sqlite3.DatabaseError as exc:
             raise StoreError(
@@ -184,7 +191,10 @@ class TrajectoryStore:
     def get(self, run_id: str) -> Run:
         """The run with all its steps; a unique id prefix is accepted (as `trajectories show` prints them)."""
         with self._guarded():
-            rows = self._db.execute("SELECT * FROM runs WHERE id LIKE ? LIMIT 2", (run_id + "%",)).fetchall()
+            rows = (
+                self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchall()
+                or self._db.execute("SELECT * FROM runs WHERE id LIKE ? LIMIT 2", (run_id + "%",)).fetchall()
+            )  # a whole id is that run, even when it also starts other runs' ids
         if len(rows) != 1:
             problem = "no run" if not rows else "more than one run"
             raise StoreError(
@@ -222,6 +232,17 @@ class TrajectoryStore:
         with self._guarded():
             return int(self._db.execute(f"SELECT count(*) FROM runs {where}", args).fetchone()[0])
 
+    def page(self, query: PageQuery) -> RunPage:
+        """One page of matching runs, newest first, without steps (trajectory_page.py): filters, order and limit
+        run in SQL, so a page of a 100k-run store costs about what a page of a small one does."""
+        where, args = _filters(**query.store_filters())
+        with self._guarded():
+            found = [(_run_from_row(r[:-1]), r[-1]) for r in self._db.execute(*query.page_sql(where, args))]
+            count = self._db.execute(*query.count_sql(where, args)).fetchone()[0]
+            runs = [run for run, _ in found]
+            totals = {r[0]: (r[1], int(r[2] or 0)) for r in self._db.execute(STEP_TOTALS_SQL, step_totals_args(runs))}
+        return assemble_page(query, found, totals, count)
+
     def iter_runs(self, **filters: Any) -> Iterator[Run]:
         for run in self.runs(with_steps=False, **filters):
             yield self._with_steps(run)
@@ -255,17 +276,21 @@ class TrajectoryStore:
                 raise InputDataError(path, number, f"not a run record: {exc}") from exc
             _check_imported(run, path, number)
             parsed.append(run)
+        return self.add_runs(parsed)
+
+    def add_runs(self, runs: Iterable[Run]) -> tuple[int, int]:
+        """Add whole runs (with their steps) in one transaction; runs already present (same id) are skipped.
+        Returns (added, skipped). One commit for all: bulk loads (imports, test fills) are not one fsync per step."""
         added = skipped = 0
         with self._guarded():
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for run in parsed:
+                for run in runs:
                     if self._db.execute("SELECT 1 FROM runs WHERE id=?", (run.id,)).fetchone():
                         skipped += 1
                         continue
-                    steps, run.steps = run.steps, []
                     self._db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", _run_row(run))
-                    for step in steps:
+                    for step in run.steps:
                         body = json.dumps(step.to_dict(), default=str)
                         self._db.execute("INSERT INTO steps VALUES (?,?,?,?)", (run.id, step.index, step.kind, body))
                     added += 1

@@ -11,9 +11,7 @@ build DOM with textContent only (static/app.js), never innerHTML with data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
@@ -22,27 +20,10 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from agentdistill.config import Settings
+from agentdistill.web.context import WebContext
 from agentdistill.web.security import TOKEN_COOKIE, GuardMiddleware, UIConfig, same
 
 HERE = Path(__file__).parent
-
-
-@dataclass(frozen=True)
-class WebContext:
-    """What every route needs: the settings (home, stores, default model), the UI config, the templates."""
-
-    settings: Settings
-    ui: UIConfig
-    templates: Jinja2Templates
-
-    def page(self, request: Request, name: str, **values: Any) -> HTMLResponse:
-        """Render template `name` with the nav, the CSRF token and `values` (autoescaped)."""
-        return self.templates.TemplateResponse(request, name, {"csrf": self.ui.csrf_secret, **values})
-
-
-def context(request: Request) -> WebContext:
-    """FastAPI dependency: the app's WebContext."""
-    return request.app.state.web
 
 
 def create_app(settings: Settings, ui: UIConfig | None = None) -> FastAPI:
