@@ -11,9 +11,11 @@ Turns run in chat_turns.py, agents are built once in chat_agents.py, and the eve
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -25,6 +27,7 @@ from agentdistill.memory.agent_sources import NO_KB
 from agentdistill.web.chat_agents import DEFAULT_KB, SOURCE_FIELD, AgentKey, BadInput
 from agentdistill.web.chat_turns import ChatService, ChatTurn
 from agentdistill.web.context import WebContext, context
+from agentdistill.web.home_paths import OutsideHome, inside_home
 
 MAX_QUESTION_CHARS = 20_000
 MAX_THREAD_CHARS = 200
@@ -40,6 +43,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 router = APIRouter(lifespan=_lifespan)
+NAMED_BACKENDS = ("openai", "langchain")  # their spec is a model name, which may hold a slash (org/model)
 
 
 async def chat_service(request: Request) -> ChatService:
@@ -54,7 +58,7 @@ Web = Annotated[WebContext, Depends(context)]
 Service = Annotated[ChatService, Depends(chat_service)]
 
 
-def parse_turn(body: Any, default_model: str) -> tuple[AgentKey, str, str | None]:
+def parse_turn(body: Any, default_model: str, home: Path) -> tuple[AgentKey, str, str | None]:
     """(agent key, question, thread or None for a new one) from a POST body; BadInput names the field to fix."""
     if not isinstance(body, dict):
         raise BadInput("body", "send a JSON object: {question, agent, model, thread, kb, catalog, materials}.")
@@ -87,10 +91,26 @@ def parse_turn(body: Any, default_model: str) -> tuple[AgentKey, str, str | None
         agent=agent,
         model=text("model") or default_model,
         kb=(text("kb") or DEFAULT_KB) if source == "kb" else NO_KB,
-        catalog=text("catalog") or None,
-        materials=text("materials") or None,
+        catalog=_in_home(home, "catalog", text("catalog")),
+        materials=_in_home(home, "materials", text("materials")),
     )
+    backend, _, rest = key.model.partition(":")
+    if backend not in NAMED_BACKENDS and (any(mark in rest for mark in ("/", "\\", "~")) or rest.startswith(".")):
+        # hf:DIR, student:DIR, scripted:FILE, gguf:FILE: weights or a script on disk, relative to the home
+        key = dataclasses.replace(key, model=f"{backend}:{_in_home(home, 'model', rest)}")
     return key, question, thread
+
+
+def _in_home(home: Path, field: str, raw: str) -> str | None:
+    """`raw` resolved (relative to the home) when it is a path inside the home, None when empty; BadInput when it
+    is outside: the UI reads no file outside its home."""
+    if not raw:
+        return None
+    try:
+        return str(inside_home(home, str(Path(raw).expanduser())))
+    except OutsideHome as exc:
+        raise BadInput(field, f"{exc} Put it under the home, or start the UI on a home holding it:"
+                       " `agentdistill --home DIR ui`.") from None  # fmt: skip
 
 
 def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
@@ -130,7 +150,7 @@ async def start_turn(request: Request, service: Service) -> JSONResponse:
     except ValueError:
         return _error(400, "the body is not JSON: send {question, agent, model, thread, ...}.", "body")
     try:
-        key, question, thread = parse_turn(body, service.settings.model)
+        key, question, thread = parse_turn(body, service.settings.model, service.settings.home)
         # a worker thread of the pool: the first turn of an agent may load a model for a while
         turn = await run_in_threadpool(service.start, key, question, thread)
     except BadInput as exc:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +36,26 @@ def shoot(driver: Any, url: str, out: Path, name: str, *, ready: str = "main", h
     full = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(1280, min(max(full, 600), height))
     path = out / f"{name}.png"
+    driver.save_screenshot(str(path))
+    return path
+
+
+def chat_shot(driver: Any, url: str, home: Path, out: Path) -> Path:
+    """The chat page after a scripted react turn, its tool step open (the script sits in the home: the UI reads
+    model files only there)."""
+    script = home / "ui-screenshot-turn.json"
+    script.write_text(json.dumps(TURN), encoding="utf-8")
+    driver.get(f"{url}/chat")
+    question = "What is the molar mass of two Fe2O3 units (159.69 g/mol each)?"
+    for field, value in (("model", f"scripted:{script}"), ("kb", "none"), ("question", question)):
+        box = driver.find_element(By.ID, field)
+        box.clear()
+        box.send_keys(value)
+    driver.find_element(By.ID, "agent").send_keys("react")
+    driver.find_element(By.ID, "send").click()
+    WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#messages .meta a.run"))
+    driver.find_element(By.CSS_SELECTOR, "#messages details.step summary").click()
+    path = out / "chat.png"
     driver.save_screenshot(str(path))
     return path
 
@@ -68,21 +87,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     driver = chromium()
     shots = []
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            script = Path(tmp) / "turn.json"
-            script.write_text(json.dumps(TURN), encoding="utf-8")
-            driver.get(f"{url}/chat")
-            question = "What is the molar mass of two Fe2O3 units (159.69 g/mol each)?"
-            for field, value in (("model", f"scripted:{script}"), ("kb", "none"), ("question", question)):
-                box = driver.find_element(By.ID, field)
-                box.clear()
-                box.send_keys(value)
-            driver.find_element(By.ID, "agent").send_keys("react")
-            driver.find_element(By.ID, "send").click()
-            WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#messages .meta a.run"))
-            driver.find_element(By.CSS_SELECTOR, "#messages details.step summary").click()
-            driver.save_screenshot(str(args.out / "chat.png"))
-            shots.append(args.out / "chat.png")
+        shots.append(chat_shot(driver, url, args.home, args.out))
         shots.append(shoot(driver, f"{url}/trajectories", args.out, "trajectories", ready="#runs"))
         shots.append(shoot(driver, f"{url}/trajectories/{a}", args.out, "run", ready="#steps", height=1400))
         shots.append(shoot(driver, f"{url}/trajectories/compare?a={a}&b={b}", args.out, "compare", ready="#compare",

@@ -217,7 +217,7 @@ def test_markup_in_replies_and_questions_stays_text(home: Path, make_client: Cal
         ({"agent": "reactt", "question": "hi"}, "agent", "choose one of react, codeact"),
         ({"question": "   "}, "question", "the question is empty"),
         ({"question": "hi", "model": "bogus:x"}, "model", "the prefix must be one of"),
-        ({"question": "hi", "model": "scripted:/no/such.json"}, "model", "does not exist"),
+        ({"question": "hi", "model": "scripted:no/such.json"}, "model", "does not exist"),
         ({"question": "hi", "kb": "nosuchkb"}, "kb", "agentdistill kb build nosuchkb"),
         ({"question": "hi", "catalog": "/tmp/x"}, "catalog", "a field of the recbot agent"),
         ({"question": 5}, "question", "question must be text"),
@@ -271,3 +271,25 @@ def test_the_page_has_the_form_and_lists_threads_newest_first(home: Path, make_c
     assert page.index(f'data-thread-id="{second["thread"]}"') < page.index(f'data-thread-id="{first["thread"]}"')
     assert f'href="/chat?thread={first["thread"]}"' in page
     assert client[0].get("/static/chat.js").status_code == 200
+
+
+def test_paths_outside_the_home_are_refused_naming_the_field(
+    home: Path, make_client: Callable[..., Client], tmp_path: Path
+) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "script.json").write_text(json.dumps(["Final Answer: x"]), encoding="utf-8")
+    http, headers = make_client()
+    cases = [({"model": f"scripted:{outside / 'script.json'}"}, "model"),
+             ({"model": "hf:../elsewhere"}, "model"),
+             ({"agent": "recbot", "catalog": str(outside)}, "catalog"),
+             ({"agent": "materials", "materials": "../elsewhere"}, "materials")]  # fmt: skip
+    for fields, field in cases:
+        response = http.post("/api/chat/turns", json={"question": "hi", "kb": "none", **fields}, headers=headers)
+        assert response.status_code == 400 and response.json()["field"] == field, (fields, response.text)
+        assert "outside the home" in response.json()["error"]
+    # a name, not a path: an OpenAI-compatible model id may hold a slash
+    from agentdistill.web.chat import parse_turn
+
+    key, _, _ = parse_turn({"question": "hi", "model": "openai:Qwen/Qwen2.5-7B"}, "local:x", home)
+    assert key.model == "openai:Qwen/Qwen2.5-7B"
