@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from common import machine_summary
-from ui_stream_latency import PacedModel, free_port, percentile
+from ui_stream_latency import PacedModel, percentile
 
 from agentdistill.config import Settings
 from agentdistill.memory.trajectories import TrajectoryStore
+from agentdistill.testing.live_server import live_server
 from agentdistill.testing.trajectory_fill import fill_store
 from agentdistill.web.app import create_app
 from agentdistill.web.chat_turns import ChatService
@@ -78,23 +79,12 @@ class WallClockModel(PacedModel):
         return super().generate(messages, on_token=note, **kw)
 
 
-def serve(home: Path, model: PacedModel | None = None) -> tuple[Any, Any, str]:
-    import threading
-
-    import uvicorn
-
-    ui = UIConfig(port=free_port())
-    app = create_app(Settings(home=home), ui)
+def app_for(home: Path, model: PacedModel | None = None) -> Any:
+    """The UI app over `home`; its chat answers with `model` when given."""
+    app = create_app(Settings(home=home), UIConfig())
     if model is not None:
         app.state.chat = ChatService(app.state.web.settings, make_model=lambda spec: model)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=ui.port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("the UI server did not start")
-        time.sleep(0.01)
-    return server, thread, f"http://127.0.0.1:{ui.port}"
+    return app
 
 
 def chromium() -> Any:
@@ -118,17 +108,13 @@ def first_paint(driver: Any, n: int, folder: Path, repeats: int) -> dict[str, An
         kept = store.count()
     if kept < n:
         fill_store(path, n)
-    server, thread, url = serve(home)
     loads = []
-    try:
+    with live_server(app_for(home)) as url:
         for rep in range(repeats + 1):  # the first load warms the server (indexes, templates) and is not counted
             driver.get("about:blank")
             driver.get(f"{url}/trajectories")
             if rep:
                 loads.append(driver.execute_async_script(PAINT_JS))
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
     if any(load["fcp"] is None for load in loads):
         raise RuntimeError("Chromium reported no first-contentful-paint for /trajectories")
     median = {key: statistics.median(load[key] for load in loads) for key in ("ttfb", "fcp", "dcl")}
@@ -138,9 +124,8 @@ def first_paint(driver: Any, n: int, folder: Path, repeats: int) -> dict[str, An
 def stream_latency(driver: Any, tokens: int, interval_s: float, turns: int) -> dict[str, Any]:
     model = WallClockModel(tokens, interval_s)
     with tempfile.TemporaryDirectory(prefix="ui-browser-") as tmp:
-        server, thread, url = serve(Path(tmp), model)
         latencies, rates = [], []
-        try:
+        with live_server(app_for(Path(tmp), model)) as url:
             driver.get(f"{url}/chat")
             driver.set_script_timeout(120)
             chat_thread = None
@@ -154,9 +139,6 @@ def stream_latency(driver: Any, tokens: int, interval_s: float, turns: int) -> d
                 if turn:
                     latencies += [a - e * 1000 for a, e in zip(arrivals, model.wall, strict=True)]
                     rates.append((len(arrivals) - 1) / ((arrivals[-1] - arrivals[0]) / 1000))
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
     return {"tokens": tokens + 1, "interval_ms": interval_s * 1000, "turns": turns,
             "median_ms": statistics.median(latencies), "p95_ms": percentile(latencies, 0.95),
             "max_ms": max(latencies), "tokens_per_s": statistics.median(rates)}  # fmt: skip

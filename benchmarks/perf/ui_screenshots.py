@@ -21,7 +21,9 @@ from urllib.parse import quote
 
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
-from ui_browser import chromium, serve
+from ui_browser import app_for, chromium
+
+from agentdistill.testing.live_server import live_server
 
 TURN = [
     'Thought: I compute it.\nAction: evaluate\nAction Input: {"expression": "159.69 * 2"}',
@@ -73,6 +75,26 @@ def same_item_runs(home: Path) -> tuple[str, str]:
     raise SystemExit("no two runs of one question with different models in HOME: pass --compare A B")
 
 
+def take_all(
+    driver: Any, url: str, args: Any, pair: tuple[str, str], bench: list[Path], distill: list[Path]
+) -> list[Path]:
+    a, b = pair
+    shots = [chat_shot(driver, url, args.home, args.out)]
+    shots.append(shoot(driver, f"{url}/trajectories", args.out, "trajectories", ready="#runs"))
+    shots.append(shoot(driver, f"{url}/trajectories/{a}", args.out, "run", ready="#steps", height=1400))
+    shots.append(shoot(driver, f"{url}/trajectories/compare?a={a}&b={b}", args.out, "compare", ready="#compare",
+                       height=1400))  # fmt: skip
+    shots.append(shoot(driver, f"{url}/bench", args.out, "bench", ready="main"))
+    if bench:
+        where = quote(str(bench[0].relative_to(args.home)))
+        shots.append(shoot(driver, f"{url}/bench/run?dir={where}", args.out, "bench-run", height=1400))
+    if distill:
+        where = quote(str(distill[0].relative_to(args.home)))
+        shots.append(shoot(driver, f"{url}/distill/run?dir={where}", args.out, "distill-run", ready="#stages",
+                           height=1400))  # fmt: skip
+    return shots
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", type=Path, required=True, help="a home (a copy: a chat turn is added)")
@@ -83,27 +105,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     a, b = args.compare or same_item_runs(args.home)
     bench = sorted(p.parent for p in (args.home / "bench").glob("*/run.json"))
     distill = sorted(p.parent for p in (args.home / "distill").glob("*/plan.json"))
-    server, thread, url = serve(args.home)
     driver = chromium()
-    shots = []
     try:
-        shots.append(chat_shot(driver, url, args.home, args.out))
-        shots.append(shoot(driver, f"{url}/trajectories", args.out, "trajectories", ready="#runs"))
-        shots.append(shoot(driver, f"{url}/trajectories/{a}", args.out, "run", ready="#steps", height=1400))
-        shots.append(shoot(driver, f"{url}/trajectories/compare?a={a}&b={b}", args.out, "compare", ready="#compare",
-                           height=1400))  # fmt: skip
-        shots.append(shoot(driver, f"{url}/bench", args.out, "bench", ready="main"))
-        if bench:
-            where = quote(str(bench[0].relative_to(args.home)))
-            shots.append(shoot(driver, f"{url}/bench/run?dir={where}", args.out, "bench-run", height=1400))
-        if distill:
-            where = quote(str(distill[0].relative_to(args.home)))
-            shots.append(shoot(driver, f"{url}/distill/run?dir={where}", args.out, "distill-run", ready="#stages",
-                               height=1400))  # fmt: skip
+        with live_server(app_for(args.home)) as url:
+            shots = take_all(driver, url, args, (a, b), bench, distill)
     finally:
         driver.quit()
-        server.should_exit = True
-        thread.join(timeout=10)
     for path in shots:
         print(f"{path}  {path.stat().st_size // 1024} KiB")
 

@@ -15,21 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from common import machine_summary
 
 from agentdistill.config import Settings
 from agentdistill.models.base import Completion, Message, TokenCallback, Usage
+from agentdistill.testing.live_server import live_server
 from agentdistill.web.app import create_app
 from agentdistill.web.chat_turns import ChatService
 from agentdistill.web.security import UIConfig
@@ -62,26 +60,12 @@ class PacedModel:
         return [Completion(text="".join(words), usage=Usage(len(messages), len(words)))]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def serve(home: Path, model: PacedModel) -> tuple[uvicorn.Server, threading.Thread, str, str]:
-    """The UI app on a free port in a thread, its chat answering with `model`: (server, thread, url, csrf)."""
-    ui = UIConfig(port=free_port())
+def app_for(home: Path, model: PacedModel) -> tuple[Any, str]:
+    """The UI app over `home`, its chat answering with `model`: (app, csrf token)."""
+    ui = UIConfig()
     app = create_app(Settings(home=home), ui)
     app.state.chat = ChatService(app.state.web.settings, make_model=lambda spec: model)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=ui.port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the UI server did not start")
-        time.sleep(0.01)
-    return server, thread, f"http://127.0.0.1:{ui.port}", ui.csrf_secret
+    return app, ui.csrf_secret
 
 
 def one_turn(client: httpx.Client, csrf: str, thread: str | None) -> tuple[list[float], list[float], str]:
@@ -119,24 +103,20 @@ def summary(ms: Sequence[float]) -> dict[str, float]:
 def measure(tokens: int, interval_s: float, turns: int) -> dict[str, Any]:
     model = PacedModel(tokens, interval_s)
     with tempfile.TemporaryDirectory(prefix="ui-latency-") as tmp:
-        server, thread, url, csrf = serve(Path(tmp), model)
+        app, csrf = app_for(Path(tmp), model)
         total, server_side, wire, rates = [], [], [], []
-        try:
-            with httpx.Client(base_url=url, timeout=60) as client:
-                chat_thread = None
-                for turn in range(turns + 1):  # turn 0 warms up
-                    arrived, stamped, chat_thread = one_turn(client, csrf, chat_thread)
-                    if len(arrived) != len(model.emitted):
-                        raise RuntimeError(f"{len(model.emitted)} tokens emitted, {len(arrived)} arrived")
-                    if not turn:
-                        continue
-                    total += [(a - e) * 1000 for a, e in zip(arrived, model.emitted, strict=True)]
-                    server_side += [(s - e) * 1000 for s, e in zip(stamped, model.emitted, strict=True)]
-                    wire += [(a - s) * 1000 for a, s in zip(arrived, stamped, strict=True)]
-                    rates.append((len(arrived) - 1) / (arrived[-1] - arrived[0]))
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
+        with live_server(app) as url, httpx.Client(base_url=url, timeout=60) as client:
+            chat_thread = None
+            for turn in range(turns + 1):  # turn 0 warms up
+                arrived, stamped, chat_thread = one_turn(client, csrf, chat_thread)
+                if len(arrived) != len(model.emitted):
+                    raise RuntimeError(f"{len(model.emitted)} tokens emitted, {len(arrived)} arrived")
+                if not turn:
+                    continue
+                total += [(a - e) * 1000 for a, e in zip(arrived, model.emitted, strict=True)]
+                server_side += [(s - e) * 1000 for s, e in zip(stamped, model.emitted, strict=True)]
+                wire += [(a - s) * 1000 for a, s in zip(arrived, stamped, strict=True)]
+                rates.append((len(arrived) - 1) / (arrived[-1] - arrived[0]))
     return {
         "machine": machine_summary(), "tokens": tokens + 1, "interval_ms": interval_s * 1000, "turns": turns,
         "latency_ms": summary(total), "emit_to_event_ms": summary(server_side), "event_to_client_ms": summary(wire),

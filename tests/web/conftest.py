@@ -7,9 +7,6 @@ cannot be downloaded here). Without them the browser tests are skipped, saying w
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from agentdistill.config import Settings
+from agentdistill.testing.live_server import free_port, live_server
 from agentdistill.web.app import create_app
 from agentdistill.web.security import UIConfig
 
@@ -34,24 +32,9 @@ class LiveUI:
 @pytest.fixture
 def live_ui(home: Path) -> Iterator[LiveUI]:
     """`agentdistill ui` on a free loopback port over the test's home, for as long as the test runs."""
-    import uvicorn
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    ui = UIConfig(port=port)
-    server = uvicorn.Server(uvicorn.Config(create_app(Settings(home=home), ui), host="127.0.0.1", port=port,
-                                           log_level="warning"))  # fmt: skip
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the UI server did not start")
-        time.sleep(0.02)
-    yield LiveUI(f"http://127.0.0.1:{port}", home, ui.csrf_secret)
-    server.should_exit = True
-    thread.join(timeout=10)
+    ui = UIConfig(port=free_port())
+    with live_server(create_app(Settings(home=home), ui), ui.port) as url:
+        yield LiveUI(url, home, ui.csrf_secret)
 
 
 @pytest.fixture(scope="session")

@@ -84,36 +84,22 @@ def test_a_trajectory_opens_with_its_steps_and_markup_in_it_stays_text(home: Pat
 
 
 def test_a_token_guarded_ui_lets_in_after_login(home: Path, browser: Any) -> None:
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
     from agentdistill.config import Settings
+    from agentdistill.testing.live_server import live_server
     from agentdistill.web.app import create_app
     from agentdistill.web.security import UIConfig
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     token = "t0ken-" + "x" * 20
-    app = create_app(Settings(home=home), UIConfig(host="0.0.0.0", port=port, token=token))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.02)
-    try:
-        browser.get(f"http://127.0.0.1:{port}/trajectories")
+    app = create_app(Settings(home=home), UIConfig(host="0.0.0.0", token=token))
+    with live_server(app) as url:
+        browser.get(f"{url}/trajectories")
         assert "/login" in browser.find_element(By.TAG_NAME, "body").text
-        browser.get(f"http://127.0.0.1:{port}/login")
+        browser.get(f"{url}/login")
         browser.find_element(By.NAME, "token").send_keys("wrong-token-xxxxxxxxxx")
         browser.find_element(By.CSS_SELECTOR, "form button").click()
         WebDriverWait(browser, 20).until(lambda b: "wrong token" in b.find_element(By.TAG_NAME, "main").text)
         browser.find_element(By.NAME, "token").send_keys(token)
         browser.find_element(By.CSS_SELECTOR, "form button").click()
         WebDriverWait(browser, 20).until(lambda b: b.find_elements(By.ID, "chat-form"))
-        browser.get(f"http://127.0.0.1:{port}/trajectories")
+        browser.get(f"{url}/trajectories")
         assert browser.find_elements(By.ID, "runs") or "no runs" in browser.page_source.lower()
-    finally:
-        server.should_exit = True
