@@ -71,7 +71,8 @@ def loss_curve(rows: Sequence[Mapping[str, Any]]) -> LossCurve | None:
     def line(series: Sequence[tuple[float, float]]) -> str:
         return " ".join(f"{x(s)},{y(v)}" for s, v in series)
 
-    x_ticks = [(x(x_lo + (x_hi - x_lo) * i / 4), f"{x_lo + (x_hi - x_lo) * i / 4:.0f}") for i in range(5)]
+    steps = sorted({round(x_lo + (x_hi - x_lo) * i / 4) for i in range(5)})  # whole steps, each once
+    x_ticks = [(x(step), str(step)) for step in steps]
     y_ticks = [(y(y_lo + (y_hi - y_lo) * i / 4), f"{y_lo + (y_hi - y_lo) * i / 4:.3g}") for i in range(5)]
     return LossCurve(WIDTH, HEIGHT, line(train), line(val), x_ticks, y_ticks, int(max(p[0] for p in points)),
                      train[-1][1] if train else None)  # fmt: skip

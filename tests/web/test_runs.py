@@ -239,7 +239,10 @@ def test_a_running_distill_page_follows_the_training_in_a_browser(home: Path, li
         cell = b.find_element(By.CSS_SELECTOR, '#stages tr[data-stage="train"] .stage-detail')
         return cell.text.startswith("step 8/10")
 
-    WebDriverWait(browser, 30).until(updated)  # polled, not reloaded: the same curve element, new points
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    # polled, not reloaded: the same curve element, new points (a cell may be replaced while it is read)
+    WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,)).until(updated)
     after = browser.find_element(By.CSS_SELECTOR, "#loss-curve polyline.train").get_attribute("points")
     assert len(after.split()) == 8 and after != before
     assert "updated" in browser.find_element(By.ID, "poll-status").text
