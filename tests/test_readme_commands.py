@@ -333,6 +333,7 @@ ELSEWHERE = {
             ("tests/commands/test_chat_recbot.py", 'invoke(ask, ["--agent", "recbot"'),
             ("tests/agents/test_react_native.py", '"--native-tools"')],
     "chat": [("tests/commands/test_chat.py", '"--thread"'), ("tests/commands/test_chat_recbot.py", "invoke(chat, ")],
+    "ui": [("tests/commands/test_ui.py", '"ui", "--host", "0.0.0.0"'), ("tests/web/test_browser.py", "live_ui")],
     "models info": [("tests/commands/test_models_cli.py", '"--load"')],  # `--load` loads the model
     "models probe": [("tests/models/test_local_fallback.py", '["models", "probe"')],
     "engine start": [("tests/models/test_engine_llama.py", '["engine", "start"')],
