@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from agentdistill.models.base import Message
 
 MATERIAL_ID = re.compile(r"\b(?:mp|mvc)-\d+\b")
-_NUMBER = re.compile(r"(?<![\w.\-])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
+# a number written on its own, not the digits of a formula or an id (Fe2O3, mp-19770); the suite metric uses it too
+NUMBER = re.compile(r"(?<![\w.\-])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
 _ORDERING = re.compile(r"\b(NM|FM|FiM|AFM)\b")
 _CITED_ID = re.compile(r"\s*\(\s*((?:mp|mvc)-\d+)\s*\)|\b(?:mp|mvc)-\d+\b")
 MAX_SUPPORTING = 3  # more record lines than this stating the value: which one the answer used is not known
@@ -56,14 +57,14 @@ def cite(answer: str, observed: Sequence[str], question: str = "") -> Citation:
 
 def supporting_ids(answer: str, observed: Sequence[str], question: str = "") -> tuple[str, ...]:
     """Ids of the observed record lines stating the answer's value; those the question names go first and alone."""
-    values = [(float(m), _decimals(m)) for m in _NUMBER.findall(answer.replace(",", ""))]
+    values = [(float(m), _decimals(m)) for m in NUMBER.findall(answer.replace(",", ""))]
     labels = set(_ORDERING.findall(answer))
     if not values and not labels:
         return ()
     support: list[str] = []
     for block in _record_blocks(observed):
         ids = MATERIAL_ID.findall(block)
-        numbers = [float(m) for m in _NUMBER.findall(MATERIAL_ID.sub(" ", block).replace(",", ""))]
+        numbers = [float(m) for m in NUMBER.findall(MATERIAL_ID.sub(" ", block).replace(",", ""))]
         states_value = any(round(n, d) == v for v, d in values for n in numbers)
         states_label = any(re.search(rf"ordering\W{{1,3}}{label}\b", block) for label in labels)
         if (states_value or states_label) and ids[0] not in support:

@@ -14,6 +14,7 @@ import math
 import re
 from collections.abc import Sequence
 
+from agentdistill.agents.materials_cite import MATERIAL_ID, NUMBER
 from agentdistill.benchmarks.score import Score
 
 REL_TOL = 0.02  # 2%: the records print 3-9 significant digits; a model copying one rounds to 2-3
@@ -25,8 +26,6 @@ ORDERINGS = {
     "FiM": ("fim", "ferrimagnetic", "ferrimagnet"),
     "AFM": ("afm", "antiferromagnetic", "anti-ferromagnetic", "antiferromagnet"),
 }
-_MATERIAL_ID = re.compile(r"\b(?:mp|mvc)-\d+\b")
-_NUMBER = re.compile(r"(?<![\w.\-])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
 
 
 def orderings_named(text: str) -> set[str]:
@@ -43,7 +42,7 @@ def orderings_named(text: str) -> set[str]:
 
 def standalone_numbers(text: str) -> list[float]:
     """Numbers written on their own (not the digits of a formula or an id), in order."""
-    return [float(m.group()) for m in _NUMBER.finditer(text.replace(",", ""))]
+    return [float(m.group()) for m in NUMBER.finditer(text.replace(",", ""))]
 
 
 def close(value: float, gold: float) -> bool:
@@ -57,8 +56,8 @@ def materials_score(prediction: str | None, golds: Sequence[str]) -> Score:
     for gold in golds:
         if gold in ORDERINGS:
             correct = orderings_named(text) == {gold}
-        elif _MATERIAL_ID.fullmatch(gold):
-            correct = set(_MATERIAL_ID.findall(text.lower())) == {gold}
+        elif MATERIAL_ID.fullmatch(gold):
+            correct = set(MATERIAL_ID.findall(text.lower())) == {gold}
         else:
             try:
                 target = float(gold)
