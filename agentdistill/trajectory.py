@@ -56,6 +56,8 @@ class Step:
     latency_s: float = 0.0
     error: StepError | None = None
     data: dict[str, Any] = field(default_factory=dict)  # free-form event payload (e.g. LAG's sub-question chain)
+    # Token-exact record of a model call (see token_record): tokenizer id, prompt ids, completion ids per sample.
+    tokens: dict[str, Any] | None = None
     created_at: float = field(default_factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:
@@ -346,10 +348,11 @@ class RecordingModel:
                 error=StepError(error_kind(exc), str(exc)),
             )
             raise
+        fallback = next((c.fallback for c in out if c.fallback), None)
         self.recorder.record(
             kind="model",
             role=self.role,
-            model=self.spec,
+            model=(out[0].model if out and out[0].model else self.spec),
             messages_in=[dict(m) for m in messages],  # type: ignore[misc]
             completion=out[0].text if out else None,
             samples=[c.text for c in out] if n > 1 else [],
@@ -357,5 +360,20 @@ class RecordingModel:
             prompt_tokens=out[0].usage.prompt_tokens if out else 0,
             completion_tokens=sum(c.usage.completion_tokens for c in out),
             latency_s=time.perf_counter() - started,
+            tokens=token_record(out),
+            data={"fallback": fallback} if fallback else {},
         )
         return out
+
+
+def token_record(out: Sequence[Completion]) -> dict[str, Any] | None:
+    """The token-exact part of a call's step: None unless every completion carries its sampled ids."""
+    if not out or any(c.token_ids is None for c in out):
+        return None
+    return {
+        "tokenizer": out[0].tokenizer,
+        "prompt": None if out[0].prompt_token_ids is None else list(out[0].prompt_token_ids),
+        "completions": [list(c.token_ids or ()) for c in out],
+        "finish": [c.finish_reason for c in out],
+        "logprobs": [c.logprob for c in out],
+    }

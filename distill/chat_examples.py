@@ -43,6 +43,9 @@ class ChatExample:
     model: str | None = None
     role: str = "policy"
     meta: dict[str, Any] = field(default_factory=dict)  # suite, item_id, score, status, step indices
+    # One recorded call's sampled ids (token_exact_record): then the example is that call alone, and a student
+    # with the same tokenizer learns these ids rather than a re-tokenisation of the completion text.
+    tokens: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "train_turns": list(self.train_turns)}
@@ -84,11 +87,25 @@ def _is_prefix(short: Sequence[Message], long: Sequence[Message]) -> bool:
     return len(short) < len(long) and all(_same(a, b) for a, b in zip(short, long, strict=False))
 
 
+def token_exact_record(step: Step) -> dict[str, Any] | None:
+    """The chosen completion's sampled ids from a step's token record, or None when the backend recorded none."""
+    record = step.tokens or {}
+    completions = record.get("completions") or []
+    index = (step.parsed or {}).get("sample", 0) if step.samples else 0
+    if not isinstance(index, int) or not 0 <= index < len(completions) or not record.get("tokenizer"):
+        return None
+    finish = (record.get("finish") or ["stop"] * len(completions))[index]
+    return {"tokenizer": record["tokenizer"], "completion": list(completions[index]), "finish": finish}
+
+
 def examples_from_runs(
-    runs: Sequence[Run], *, label: Label = "positive", roles: Sequence[str] = ("policy",)
+    runs: Sequence[Run], *, label: Label = "positive", roles: Sequence[str] = ("policy",), token_exact: bool = True
 ) -> list[ChatExample]:
     """One example per model call (what it saw + what it wrote); calls whose conversation continues in a later
     call of the same run merge into it, so a ReAct run becomes one conversation with a loss on every turn.
+
+    With `token_exact`, a call whose backend recorded its sampled ids is an example of its own that carries them
+    (merging would put re-tokenised earlier turns where the ids belong).
 
     Positive examples carry no loss on turns that failed to parse (kept only as context when the parse-error
     filter is off); negative examples are trained on every turn, since REDI pushes the whole run down.
@@ -100,6 +117,10 @@ def examples_from_runs(
             messages = [dict(m) for m in step.messages_in] + [{"role": "assistant", "content": _chosen_text(step)}]
             parse_failed = step.error is not None and step.error.kind in FORMAT_ERRORS
             turn = [] if (parse_failed and label == "positive") else [len(messages) - 1]
+            exact = token_exact_record(step) if token_exact and turn else None
+            if exact is not None:
+                out.append(_example(run, messages, tuple(turn), label, step, [step.index], exact))
+                continue
             parent = next(
                 (c for c in reversed(open_) if c[3].role == step.role and _is_prefix(c[0], step.messages_in)), None
             )
@@ -115,12 +136,13 @@ def examples_from_runs(
 
 
 def _example(
-    run: Run, messages: list[Message], turns: tuple[int, ...], label: Label, step: Step, indices: list[int]
-) -> ChatExample:
+    run: Run, messages: list[Message], turns: tuple[int, ...], label: Label, step: Step, indices: list[int],
+    tokens: dict[str, Any] | None = None,
+) -> ChatExample:  # fmt: skip
     meta = {"suite": run.suite, "item_id": run.item_id, "score": run.score, "status": run.status, "steps": indices}
     return ChatExample(
         id=content_hash(messages, turns, label), run_id=run.id, question=run.question, messages=messages,
-        train_turns=turns, label=label, agent=run.agent, model=step.model, role=step.role, meta=meta,
+        train_turns=turns, label=label, agent=run.agent, model=step.model, role=step.role, meta=meta, tokens=tokens,
     )  # fmt: skip
 
 

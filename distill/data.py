@@ -27,7 +27,13 @@ from agentdistill.distill.chat_examples import (
     split_by_question,
     trainable,
 )
-from agentdistill.distill.encoding import IGNORE, EncodedExample, encode_example, end_token_ids
+from agentdistill.distill.encoding import (
+    IGNORE,
+    EncodedExample,
+    encode_example,
+    end_token_ids,
+    student_tokenizer_id,
+)
 from agentdistill.distill.hf_export import export_hf
 from agentdistill.distill.trl_export import export_trl
 from agentdistill.errors import AgentDistillError, ConfigError, InputDataError
@@ -101,6 +107,9 @@ class SelectConfig:
     # Keep only runs whose stored metric is at least this, e.g. {"turn_parse_accuracy": 1.0}: recbot parses
     # that match what the simulated user had said (ground truth a teacher can miss and a student can learn).
     min_metrics: Mapping[str, float] = field(default_factory=dict)
+    # Calls whose backend recorded the sampled ids become examples carrying them (trained as those ids when the
+    # student shares the teacher's tokenizer); False re-tokenises every completion's text, as before.
+    token_exact: bool = True
 
     def __post_init__(self) -> None:
         if not self.agent:
@@ -142,6 +151,7 @@ class DatasetInfo:
     negative_runs: int | None = None  # failed runs used as negatives (None: negatives not asked for)
     negatives: int | None = None  # negative examples written
     negatives_in_val: int = 0  # negative examples dropped because their question is in val (no leakage)
+    token_exact: int = 0  # positive examples that carry the teacher's sampled ids
     version: dict[str, Any] = field(default_factory=dict)  # teachers, prompt hashes, data sha256, filters
 
     def to_dict(self) -> dict[str, Any]:
@@ -247,9 +257,10 @@ def encode_examples(tokenizer: Any, examples: Sequence[ChatExample], max_len: in
     Returns (encoded, number dropped for length).
     """
     end_ids = end_token_ids(tokenizer)
+    student_id = student_tokenizer_id(tokenizer) if any(e.tokens for e in examples) else None
     out, cut = [], 0
     for example in examples:
-        encoded = encode_example(tokenizer, example, end_ids)
+        encoded = encode_example(tokenizer, example, end_ids, student_id)
         if len(encoded.input_ids) > max_len:
             cut += 1
         elif any(t != IGNORE for t in encoded.labels):
@@ -291,7 +302,9 @@ def build_dataset(
     out_dir = Path(out_dir)
     selection = select_runs(store, select)
     check_unmixed(selection.runs, select)
-    examples, duplicates = dedupe(examples_from_runs(selection.runs, roles=select.roles))
+    examples, duplicates = dedupe(
+        examples_from_runs(selection.runs, roles=select.roles, token_exact=select.token_exact)
+    )
     train, val = split_by_question(examples, val_fraction, seed)
     save_examples(out_dir / "train.jsonl", train)
     save_examples(out_dir / "val.jsonl", val)
@@ -299,7 +312,9 @@ def build_dataset(
     in_val = 0
     if negatives:
         runs = select_negatives(store, select)
-        found, _ = dedupe(examples_from_runs(runs, label="negative", roles=select.roles))
+        found, _ = dedupe(
+            examples_from_runs(runs, label="negative", roles=select.roles, token_exact=select.token_exact)
+        )
         val_questions = {normalize_question(e.question) for e in val}
         kept = [e for e in found if normalize_question(e.question) not in val_questions]
         in_val, negative_runs, neg_count = len(found) - len(kept), len(runs), len(kept)
@@ -311,6 +326,7 @@ def build_dataset(
         out_dir=out_dir, considered=selection.considered, runs=len(selection.runs), dropped=selection.dropped,
         examples=len(examples), duplicates=duplicates, train=len(train), val=len(val), negative_runs=negative_runs,
         negatives=neg_count, negatives_in_val=in_val, version=version,
+        token_exact=sum(1 for e in examples if e.tokens is not None),
     )  # fmt: skip
     export_hf(out_dir, train, val)
     export_trl(out_dir, train, val)

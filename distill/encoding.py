@@ -13,6 +13,7 @@ from typing import Any
 from agentdistill.distill.chat_examples import ChatExample, Label
 from agentdistill.errors import AgentDistillError
 from agentdistill.models.base import Message
+from agentdistill.models.token_ids import tokenizer_id
 
 IGNORE = -100  # label of tokens that carry no loss (the value torch's cross_entropy ignores)
 # End-of-turn tokens of common chat templates; the one the template emits is trained so the student stops.
@@ -31,6 +32,7 @@ class EncodedExample:
     input_ids: list[int]
     labels: list[int]
     label: Label = "positive"
+    token_exact: bool = False  # the labels are the teacher's sampled ids, not a re-tokenisation of its text
 
 
 def _render_ids(tokenizer: Any, messages: Sequence[Message], generation_prompt: bool) -> list[int]:
@@ -87,9 +89,47 @@ def _spans_by_offsets(tokenizer: Any, messages: Sequence[Message], turns: Sequen
     return list(enc["input_ids"]), spans
 
 
-def encode_example(tokenizer: Any, example: ChatExample, end_ids: set[int] | None = None) -> EncodedExample:
-    """Render with the student's template; labels are the trained assistant turns, end-of-turn token included."""
+def student_tokenizer_id(tokenizer: Any) -> str:
+    """The id recorded runs compare against (models/token_ids.py): equal ids, equal tokenisation."""
+    return tokenizer_id(lambda text: tokenizer.encode(text, add_special_tokens=False))
+
+
+def _exact(tokenizer: Any, example: ChatExample, end_ids: set[int], student_id: str | None) -> EncodedExample | None:
+    """The example with the teacher's sampled ids as its one trained turn, or None when they do not apply:
+    another tokenizer, or ids that do not decode to the recorded completion (a token straddled a stop cut).
+
+    The prompt is rendered with the student's template (what it will see when it runs); the trained span is the
+    sampled ids, then the template's end-of-turn token unless the teacher ran out of tokens instead of ending.
+    """
+    tokens = example.tokens or {}
+    if student_id is None or tokens.get("tokenizer") != student_id or len(example.train_turns) != 1:
+        return None
+    turn = example.train_turns[0]
+    completion = [int(i) for i in tokens.get("completion") or []]
+    if tokenizer.decode(completion, skip_special_tokens=True) != example.messages[turn]["content"]:
+        return None
+    prompt = _render_ids(tokenizer, example.messages[:turn], True)
+    full = _render_ids(tokenizer, example.messages[: turn + 1], False)
+    end = next((i for i in full[len(prompt) :] if i in end_ids), None)
+    trained = completion + ([end] if end is not None and tokens.get("finish") != "length" else [])
+    ids = prompt + trained
+    return EncodedExample(example.id, ids, [IGNORE] * len(prompt) + trained, example.label, token_exact=True)
+
+
+def encode_example(
+    tokenizer: Any, example: ChatExample, end_ids: set[int] | None = None, student_id: str | None = None
+) -> EncodedExample:
+    """Render with the student's template; labels are the trained assistant turns, end-of-turn token included.
+
+    An example carrying the teacher's sampled ids, for a student whose tokenizer id (`student_id`, computed when
+    None) equals the teacher's, trains those ids instead of the student's tokenisation of the text.
+    """
     end_ids = end_token_ids(tokenizer) if end_ids is None else end_ids
+    if example.tokens is not None:
+        student_id = student_tokenizer_id(tokenizer) if student_id is None else student_id
+        exact = _exact(tokenizer, example, end_ids, student_id)
+        if exact is not None:
+            return exact
     ids = _render_ids(tokenizer, example.messages, False)
     spans = []
     for i in example.train_turns:

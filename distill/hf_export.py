@@ -11,12 +11,13 @@ from agentdistill.distill.chat_examples import ChatExample
 
 
 def to_hf_dataset(examples: Sequence[ChatExample]) -> Any:
-    """A `datasets.Dataset` (messages as role/content lists, meta as a JSON string: its keys vary by agent)."""
+    """A `datasets.Dataset` (messages as role/content lists; meta and tokens as JSON strings: their keys vary)."""
     from datasets import Dataset
 
     rows = [
         {**e.to_dict(), "messages": [{"role": m["role"], "content": m["content"]} for m in e.messages],
-         "meta": json.dumps(e.meta, ensure_ascii=False, default=str)}
+         "meta": json.dumps(e.meta, ensure_ascii=False, default=str),
+         "tokens": None if e.tokens is None else json.dumps(e.tokens)}  # the teacher's sampled ids, when recorded
         for e in examples
     ]  # fmt: skip
     return Dataset.from_list(rows)

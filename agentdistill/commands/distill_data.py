@@ -26,13 +26,19 @@ from agentdistill.commands.common import emit_json, json_option, settings, table
 @click.option("--limit", type=click.IntRange(1), help="Use at most this many runs (oldest first).")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Dataset directory.")
 @click.option("--prompt-hash", help="Only runs recorded with this prompt hash (see a run's meta).")
+@click.option(
+    "--token-exact/--no-token-exact",
+    default=True,
+    show_default=True,
+    help="Keep the teacher's sampled token ids where recorded (--no-token-exact: text only).",
+)
 @click.option("--allow-mixed", is_flag=True, help="Allow runs of several teachers or prompt versions in one dataset.")
 @json_option
 @click.pass_context
 def dataset(
     ctx: click.Context, agent: str, model: str | None, suite: str | None, min_score: float, negatives: bool,
     val_fraction: float, keep_parse_errors: bool, seed: int, limit: int | None, out: Path, prompt_hash: str | None,
-    allow_mixed: bool, as_json: bool,
+    allow_mixed: bool, token_exact: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Select correct runs (no parse errors, no step overflow), convert them to chat examples, split by question.
 
@@ -45,7 +51,7 @@ def dataset(
 
     select = SelectConfig(agent=agent, model=model, suite=suite, min_score=min_score, limit=limit,
                           drop_parse_errors=not keep_parse_errors, prompt_hash=prompt_hash,
-                          allow_mixed=allow_mixed)  # fmt: skip
+                          allow_mixed=allow_mixed, token_exact=token_exact)  # fmt: skip
     with TrajectoryStore.open(settings(ctx).trajectories_path) as store:
         info = build_dataset(store, select, out, val_fraction=val_fraction, seed=seed, negatives=negatives)
     if as_json:
@@ -54,7 +60,8 @@ def dataset(
     rows: list[tuple[str, object]] = [("runs considered", info.considered)]
     rows += [(f"  dropped: {reason_label(reason, select)}", n) for reason, n in info.dropped.items()]
     rows += [("runs selected", info.runs), ("examples", info.examples), ("duplicates removed", info.duplicates),
-             ("train examples", info.train), ("val examples", info.val)]  # fmt: skip
+             ("train examples", info.train), ("val examples", info.val),
+             ("with the teacher's token ids", info.token_exact)]  # fmt: skip
     rows += [("teacher", ", ".join(info.version.get("teachers", []))),
              ("data sha256", info.version.get("data_sha256", "")[:16])]  # fmt: skip
     if info.negatives is not None:

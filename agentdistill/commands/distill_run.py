@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 # plan.json fields newer than some saved plans, with the value a plan saved without them meant
 ADDED_FIELDS: Mapping[str, Any] = MappingProxyType({"embedder": None, "options": {}, "keep_parse_errors": False,
                                                     "engine": "auto", "roles": [], "min_score": 1.0,
-                                                    "min_metrics": {}})  # fmt: skip
+                                                    "min_metrics": {}, "token_exact": True})  # fmt: skip
 # how a run executes, not what it computes: a resumed run may change them
 EXECUTION_FIELDS = ("concurrency", "engine", "engine_slots", "item_timeout_s")
 
@@ -60,6 +60,9 @@ def _plan_options(fn: Any) -> Any:
                      help="Keep runs scored at least this; -1 keeps every score (use with --min-metric)."),
         click.option("--min-metric", "min_metrics", multiple=True, metavar="NAME=VALUE",
                      help="Keep runs whose stored metric is at least VALUE, e.g. turn_parse_accuracy=1 (recbot)."),
+        click.option("--token-exact/--no-token-exact", default=True, show_default=True,
+                     help="Train the teacher's sampled token ids where its backend recorded them and the student "
+                          "shares its tokenizer (--no-token-exact re-tokenises the text, the ablation)."),
         click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,
                      help="Items in flight; local models then run on a llama-server engine with this many slots."),
         click.option("--engine", type=click.Choice(["auto", "server", "inproc"]), default="auto", show_default=True,
@@ -98,6 +101,7 @@ class PlanFlags:
     roles: str | None
     min_score: float
     min_metrics: tuple[str, ...]
+    token_exact: bool
     concurrency: int
     engine: str
     engine_slots: int | None
@@ -120,6 +124,7 @@ class PlanFlags:
             roles=tuple(r.strip() for r in (self.roles or "").split(",") if r.strip()),
             min_score=None if self.min_score < 0 else self.min_score,
             min_metrics={k: float(v) for k, v in (parse_option(m) for m in self.min_metrics)},
+            token_exact=self.token_exact,
         )  # fmt: skip
 
 

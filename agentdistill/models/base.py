@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, Literal, Protocol, TypedDict, TypeVar, runtime_checkable
+from typing import Any, Generic, Literal, Protocol, TypedDict, TypeVar, runtime_checkable
 
 
 class Message(TypedDict):
@@ -61,6 +61,17 @@ class Completion:
     latency_s: float = 0.0
     ttft_s: float | None = None  # time to first token, when the backend streamed
     tool_calls: tuple[ToolCallRequest, ...] = ()  # only from a model bound to native tools (`with_tools`)
+    # Token-exact records (local backends): the sampled ids that make up `text` (stop text and end token
+    # excluded), the prompt's ids, the tokenizer's id (models/token_ids.py) and the sum of the sampled tokens'
+    # log-probabilities; None where the backend cannot say.
+    token_ids: tuple[int, ...] | None = None
+    prompt_token_ids: tuple[int, ...] | None = None
+    tokenizer: str | None = None
+    logprob: float | None = None
+    # Set by a model that hands calls on (models/fallback.py): the spec that really answered, and what the
+    # first model wrote before it was overruled ({"from": spec, "text": ..., "reason": ...}).
+    model: str | None = None
+    fallback: dict[str, Any] | None = None
 
 
 TokenCallback = Callable[[str], None]

@@ -26,6 +26,7 @@ class Row:
     finish_reason: FinishReason
     full: str  # everything decoded, stop sequence included (the streamer reconciles with it)
     completion_tokens: int  # generated tokens, the end token included, padding excluded
+    ids: tuple[int, ...] = ()  # the generated ids, end token and padding excluded (the text's own tokens)
 
 
 @contextlib.contextmanager
@@ -68,10 +69,11 @@ def finish_row(
         if token == pad:  # rows finished early are padded
             count = i
             break
+    ids = tuple(tokens[: count - 1] if ended else tokens[:count])
     full = tokenizer.decode(tokens[:count], skip_special_tokens=True)
     text, hit = cut_at_stop(full, stop)
     reason: FinishReason = "stop" if hit or ended or count < max_tokens else "length"
-    return Row(text, reason, full, count)
+    return Row(text, reason, full, count, ids)
 
 
 class RowStops(StoppingCriteria):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
@@ -20,6 +21,7 @@ from agentdistill.models import make_chat_model
 from agentdistill.models.base import ChatModel, Completion, Message, ModelOptions, TokenCallback
 from agentdistill.models.engine import EngineConfig, EngineError, server_binary
 from agentdistill.models.engine_manager import Engine, start_engine
+from agentdistill.models.token_ids import tokenizer_id
 
 EngineMode = Literal["auto", "server", "inproc"]
 ENGINE_MODES: tuple[str, ...] = ("auto", "server", "inproc")
@@ -37,6 +39,7 @@ class EngineChatModel:
         self.spec = spec
         self.engine = engine
         self._options = options
+        self.tokenizer = gguf_tokenizer_id(engine.config.model_path)
         self._client = self._connect()
 
     def _connect(self) -> ChatModel:
@@ -49,6 +52,7 @@ class EngineChatModel:
             timeout_s=self._options.timeout_s,
             max_retries=1,  # a local server that fails twice is down, not busy: restart it instead
             backoff_base_s=0.2,
+            tokenizer=self.tokenizer,  # the server's sampled ids come back with each completion
         )
 
     def generate(
@@ -83,6 +87,20 @@ class EngineChatModel:
             "parallel": state.parallel,
             "model": state.model_path,
         }
+
+
+@functools.lru_cache(maxsize=8)
+def gguf_tokenizer_id(path: Path) -> str | None:
+    """The tokenizer id (models/token_ids.py) of a GGUF, from its vocabulary alone (no weights loaded)."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return None
+    llama = Llama(model_path=str(path), vocab_only=True, verbose=False)
+    try:
+        return tokenizer_id(lambda text: llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+    finally:
+        llama.close()
 
 
 def gguf_for_spec(spec: str) -> tuple[Path, str] | None:

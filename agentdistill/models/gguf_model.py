@@ -28,6 +28,7 @@ from agentdistill.models.base import (
 )
 from agentdistill.models.gguf_runtime import wait_policy
 from agentdistill.models.llama_threads import ThreadGovernor
+from agentdistill.models.token_ids import ids_for_text, tokenizer_id
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -67,6 +68,7 @@ class GGUFChatModel:
         self._lock = threading.Lock()
         self._is_eog = _eog_check(llama)
         self._template = _chat_formatter(llama)
+        self.tokenizer = tokenizer_id(lambda text: llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
     def renamed(self, spec: str) -> GGUFChatModel:
         """The same weights, context and lock under another spec (`local:NAME` and `gguf:NAME` share one load)."""
@@ -171,10 +173,16 @@ class GGUFChatModel:
                 usage=Usage(prompt_tokens=len(prompt), completion_tokens=count),
                 latency_s=latency,
                 ttft_s=ttft,
+                token_ids=ids_for_text(sampled, text, self._detokenize),
+                prompt_token_ids=tuple(prompt),
+                tokenizer=self.tokenizer,
             )
-            for text, reason, count, ttft in rows
+            for text, reason, count, ttft, sampled in rows
         ]
         return completions if sample else completions * n
+
+    def _detokenize(self, ids: Sequence[int]) -> str:
+        return self._llama.detokenize(list(ids)).decode("utf-8", errors="replace")
 
     def _use_threads(self, threads: int) -> None:
         """Decode (and evaluate prompts) with `threads` from now on; llama.cpp applies it to the next batch.
@@ -197,8 +205,9 @@ class GGUFChatModel:
         on_token: TokenCallback | None,
         min_tokens: int,
         started: float,
-    ) -> tuple[str, FinishReason, int, float | None]:
-        """(text cut at stop, finish reason, tokens generated, seconds to the first token) of one sample.
+    ) -> tuple[str, FinishReason, int, float | None, list[int]]:
+        """(text cut at stop, finish reason, tokens generated, seconds to the first token, sampled ids but the
+        end token) of one sample.
 
         Decodes token by token so a stop sequence ends generation at once, also when it spans tokens.
         """
@@ -206,7 +215,7 @@ class GGUFChatModel:
         llama.set_seed(seed)
         out = StopStreamer(stop, on_token)  # cuts at the stop even with no listener
         utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")  # holds half a multi-byte character back
-        count, ended, ttft = 0, False, None
+        count, ended, ttft, sampled = 0, False, None, []
         # Plain temperature sampling, as the OpenAI API and our transformers backend do: top-k, top-p and
         # min-p off. temp=0 makes llama.cpp pick the argmax.
         tokens = llama.generate(prompt, temp=temperature, top_k=0, top_p=1.0, min_p=0.0, repeat_penalty=1.0)
@@ -219,8 +228,10 @@ class GGUFChatModel:
                     if count > min_tokens:  # the end token counts, as it does in API usage
                         ended = True
                         break
-                elif out.feed(utf8.decode(llama.detokenize([token]))):
-                    break
+                else:
+                    sampled.append(token)
+                    if out.feed(utf8.decode(llama.detokenize([token]))):
+                        break
                 if count >= budget:
                     break
         except RuntimeError as exc:  # llama_decode failed (out of memory, a broken context)
@@ -233,7 +244,7 @@ class GGUFChatModel:
             tokens.close()
         stopped = out.stopped or out.feed(utf8.decode(b"", final=True))
         reason: FinishReason = "stop" if stopped or ended else "length"
-        return out.finish(), reason, count, ttft
+        return out.finish(), reason, count, ttft, sampled
 
 
 def _eog_check(llama: Llama) -> Callable[[int], bool]:

@@ -24,6 +24,7 @@ from agentdistill.models.base import Completion, Message, StopStreamer, TokenCal
 from agentdistill.models.batcher import BatchStats, RequestBatcher
 from agentdistill.models.decoding import DeltaStreamer, Row, RowStops, finish_row, seeded
 from agentdistill.models.prefix_cache import PrefixCache, PrefixStats, crop_to
+from agentdistill.models.token_ids import ids_for_text, tokenizer_id
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class TransformersChatModel:
             model.generation_config.cache_implementation in (None, "dynamic")
         )
         self._prefix = PrefixCache() if reuse_prefix and self._cacheable else None
+        self.tokenizer = tokenizer_id(lambda text: tokenizer.encode(text, add_special_tokens=False))
         self._max_batch = max_batch  # requests per batch; more wait for the next one
         self._batcher = self._make_batcher(device.startswith("cuda") if batch_requests is None else batch_requests)
 
@@ -142,6 +144,9 @@ class TransformersChatModel:
     @property
     def has_chat_template(self) -> bool:
         return bool(getattr(self._tokenizer, "chat_template", None))
+
+    def _decode(self, ids: Sequence[int]) -> str:
+        return self._tokenizer.decode(list(ids), skip_special_tokens=True)
 
     def render_prompt(self, messages: Sequence[Message]) -> str:
         """The chat template with a generation prompt; base models without one get a `role: content` transcript."""
@@ -211,6 +216,7 @@ class TransformersChatModel:
             with self._lock, seeded(seed if sample else None, self._model.device):
                 result = self._generate_one(request, on_token, started)
         latency = time.perf_counter() - started
+        prompt_ids = tuple(self.encode(request.messages)[0].tolist())  # ms of tokenising; generate keeps no copy
         completions = [
             Completion(
                 text=row.text,
@@ -218,6 +224,9 @@ class TransformersChatModel:
                 usage=Usage(prompt_tokens=result.prompt_tokens, completion_tokens=row.completion_tokens),
                 latency_s=latency,
                 ttft_s=result.ttft_s,
+                token_ids=ids_for_text(row.ids, row.text, self._decode),
+                prompt_token_ids=prompt_ids,
+                tokenizer=self.tokenizer,
             )
             for row in result.rows
         ]

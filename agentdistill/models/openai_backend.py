@@ -31,6 +31,7 @@ from agentdistill.models.base import (
     Usage,
     cut_at_stop,
 )
+from agentdistill.models.token_ids import ids_for_text
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 MAX_SERVER_STOPS = 4  # OpenAI rejects more than 4 stop strings; the rest are enforced client-side only
@@ -85,6 +86,7 @@ class OpenAIChatModel:
         backoff_base_s: float = 0.5,  # first retry waits up to this; doubles each retry (full jitter)
         backoff_cap_s: float = 20.0,  # no single backoff wait exceeds this
         retry_after_cap_s: float = 60.0,  # the most we wait when a server's Retry-After asks for longer
+        tokenizer: str | None = None,  # set for a server known to run a local GGUF: ask it for sampled ids
     ) -> None:
         if max_retries < 0 or timeout_s <= 0:
             raise ValueError(f"need max_retries >= 0 and timeout_s > 0, got {max_retries} and {timeout_s}")
@@ -98,6 +100,7 @@ class OpenAIChatModel:
         self.backoff_cap_s = backoff_cap_s
         self.retry_after_cap_s = retry_after_cap_s
         self._rng = random.Random()
+        self.tokenizer = tokenizer
         self._tools: list[dict[str, Any]] = []  # set on the view `with_tools` returns
         self._client = openai.OpenAI(
             base_url=self.base_url,
@@ -174,6 +177,8 @@ class OpenAIChatModel:
             request["seed"] = seed
         if self._tools:
             request["tools"] = self._tools
+        if self.tokenizer is not None:  # llama-server puts each sampled token's id in its logprobs entries
+            request["logprobs"] = True
         started = time.perf_counter()
         if on_token is not None and not self._tools:
             return [self._retrying(lambda: self._stream_once(request, stops, on_token, started))]
@@ -206,18 +211,35 @@ class OpenAIChatModel:
             if not isinstance(message, dict):
                 raise _Failure(f"a choice has no message: {choice!r:.200}", "bad_response")
             text, hit = cut_at_stop(message.get("content") or "", stops)
-            texts.append((text, _finish(choice.get("finish_reason"), hit), _tool_calls(message)))
+            texts.append((text, _finish(choice.get("finish_reason"), hit), _tool_calls(message), choice))
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         prompt_tokens = _int(usage.get("prompt_tokens"), default=_estimate(request["messages"]))
         total = _int(usage.get("completion_tokens"), default=-1)
         out = []
-        for i, (text, finish, calls) in enumerate(texts):
+        for i, (text, finish, calls, choice) in enumerate(texts):
             # The server reports one total over all choices: split it evenly, the remainder to the first ones.
             # Without usage at all, estimate ~4 characters per token rather than report zero.
             share = total // len(texts) + (i < total % len(texts)) if total >= 0 else len(text) // 4
             usage = Usage(prompt_tokens, share)
-            out.append(Completion(text=text, finish_reason=finish, usage=usage, tool_calls=calls))
+            completion = Completion(text=text, finish_reason=finish, usage=usage, tool_calls=calls)
+            out.append(self._with_token_ids(completion, choice))
         return out
+
+    def _with_token_ids(self, completion: Completion, choice: Mapping[str, Any]) -> Completion:
+        """The sampled ids and their summed log-probability, from a llama-server's per-token logprobs entries."""
+        logprobs = choice.get("logprobs") if self.tokenizer is not None else None
+        entries = logprobs.get("content") if isinstance(logprobs, dict) else None
+        if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("id"), int)
+                                                    for e in entries):  # fmt: skip
+            return completion  # not a llama-server (OpenAI's entries carry no ids): nothing exact to record
+        pieces = {e["id"]: bytes(e.get("bytes") or e.get("token", "").encode()) for e in entries}
+
+        def decode(part: Sequence[int]) -> str:
+            return b"".join(pieces[i] for i in part).decode("utf-8", errors="replace")
+
+        ids = ids_for_text([e["id"] for e in entries], completion.text, decode)
+        total = sum(float(e.get("logprob", 0.0)) for e in entries[: len(ids)])
+        return replace(completion, token_ids=ids, tokenizer=self.tokenizer, logprob=total)
 
     def _stream_once(
         self, request: dict[str, Any], stops: list[str], on_token: TokenCallback, started: float

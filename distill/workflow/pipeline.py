@@ -84,7 +84,8 @@ class Pipeline:
                 select = SelectConfig(agent=plan.agent, model=plan.teacher, suite=f"{self.suite.name}:train",
                                       drop_parse_errors=not plan.keep_parse_errors, prompt_hash=self.prompt_hash,
                                       roles=tuple(plan.roles), min_score=plan.min_score,
-                                      min_metrics=dict(plan.min_metrics))  # fmt: skip
+                                      min_metrics=dict(plan.min_metrics),
+                                      token_exact=plan.token_exact)  # fmt: skip
                 build_dataset(store, select, self.out / "data", negatives=self.plan.method == "redi")
         data = json.loads(info.read_text(encoding="utf-8"))
         check_dataset(data, teacher=self.plan.teacher, prompt_hash=self.prompt_hash, path=info)
@@ -169,6 +170,8 @@ class Pipeline:
         val_set, _ = encode_examples(tokenizer, load_examples(data / "val.jsonl"), cap)
         if cut:
             self.say(f"      {cut} training examples longer than {cap} tokens were left out")
+        if exact := sum(e.token_exact for e in train_set):
+            self.say(f"      {exact} of {len(train_set)} training examples train the teacher's own token ids")
         if self.plan.method == "sft":
             return train(base, train_set, val_set, self.plan.train, self.out / "train")
         if self.plan.method == "kd":

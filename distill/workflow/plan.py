@@ -81,6 +81,7 @@ class DistillPlan:
     roles: tuple[str, ...] = ()
     min_score: float | None = 1.0
     min_metrics: Mapping[str, float] = field(default_factory=dict)
+    token_exact: bool = True  # train the teacher's sampled ids where recorded and the tokenizers match
 
     def __post_init__(self) -> None:
         check_agent(self.agent)

@@ -318,7 +318,7 @@ def test_hf_dataset_columns() -> None:
     example = three_turns()
     data = to_hf_dataset([example])
     assert set(data.column_names) == {"id", "run_id", "question", "messages", "train_turns", "label", "agent",
-                                      "model", "role", "meta"}  # fmt: skip
+                                      "model", "role", "meta", "tokens"}  # fmt: skip
     row = data[0]
     assert row["messages"] == example.messages and row["train_turns"] == [2, 4, 6] and json.loads(row["meta"]) == {}
 

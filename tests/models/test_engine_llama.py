@@ -46,8 +46,12 @@ def test_greedy_tokens_through_the_engine_equal_the_in_process_ones(home: Path) 
             [served] = engine.generate(messages, max_tokens=40)
             assert served.text == ours.text
             assert served.usage == ours.usage  # same template, same prompt tokens, same count generated
+            # token-exact records: the server's sampled ids (from its logprobs entries) are the in-process ones
+            assert served.token_ids == ours.token_ids and served.token_ids
+            assert served.tokenizer == ours.tokenizer == inproc.tokenizer and served.logprob is not None
         [cut] = engine.generate(PROMPTS[0], max_tokens=40, stop=[", 4"])
         assert cut.text == "1, 2, 3" and cut.finish_reason == "stop"
+        assert inproc._detokenize(cut.token_ids) == "1, 2, 3"
         streamed: list[str] = []
         [whole] = engine.generate(PROMPTS[1], max_tokens=20, on_token=streamed.append)
         assert "".join(streamed) == whole.text and len(streamed) > 1
