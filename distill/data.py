@@ -27,6 +27,7 @@ from agentdistill.distill.chat_examples import (
     split_by_question,
     trainable,
 )
+from agentdistill.distill.curate import CurateConfig, curate, difficulty_counts, pass_rates
 from agentdistill.distill.encoding import (
     IGNORE,
     EncodedExample,
@@ -110,6 +111,8 @@ class SelectConfig:
     # Calls whose backend recorded the sampled ids become examples carrying them (trained as those ids when the
     # student shares the teacher's tokenizer); False re-tokenises every completion's text, as before.
     token_exact: bool = True
+    # Difficulty filter and the choice among a question's correct runs (distill/curate.py); off by default.
+    curate: CurateConfig = field(default_factory=CurateConfig)
 
     def __post_init__(self) -> None:
         if not self.agent:
@@ -134,6 +137,7 @@ class Selection:
     runs: list[Run]
     dropped: dict[str, int]
     considered: int
+    difficulty: dict[str, int] = field(default_factory=dict)  # selected questions per pass-rate bucket
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,6 +156,7 @@ class DatasetInfo:
     negatives: int | None = None  # negative examples written
     negatives_in_val: int = 0  # negative examples dropped because their question is in val (no leakage)
     token_exact: int = 0  # positive examples that carry the teacher's sampled ids
+    difficulty: dict[str, int] = field(default_factory=dict)  # selected questions per pass-rate bucket (curation)
     version: dict[str, Any] = field(default_factory=dict)  # teachers, prompt hashes, data sha256, filters
 
     def to_dict(self) -> dict[str, Any]:
@@ -175,10 +180,18 @@ def select_runs(store: TrajectoryStore, config: SelectConfig) -> Selection:
             kept.append(run)
         else:
             dropped[reason] = dropped.get(reason, 0) + 1
+    difficulty: dict[str, int] = {}
+    if config.curate.active and kept:
+        same_teacher = [r for r in candidates if _model_matches(r, config) and _run_reason(r, config) != "prompt"]
+        rates = pass_rates(same_teacher, 1.0 if config.min_score is None else config.min_score)
+        kept, removed = curate(kept, rates, config.curate, config.roles)
+        for reason, n in removed.items():
+            dropped[reason] = dropped.get(reason, 0) + n
+        difficulty = difficulty_counts(kept, rates)
     dropped = dict(sorted(dropped.items(), key=lambda kv: -kv[1]))
     if not kept:
         raise EmptySelection(config, len(candidates), dropped)
-    return Selection(kept, dropped, len(candidates))
+    return Selection(kept, dropped, len(candidates), difficulty)
 
 
 def select_negatives(store: TrajectoryStore, config: SelectConfig) -> list[Run]:
@@ -246,6 +259,8 @@ def reason_label(reason: str, config: SelectConfig) -> str:
         "no_model_steps": f"no {'/'.join(config.roles)} model calls", "limit": f"limit={config.limit}",
         "prompt": f"prompt_hash={config.prompt_hash} (collected with other prompts)",
         "min_metrics": ", ".join(f"{k} >= {v:g}" for k, v in config.min_metrics.items()),
+        "difficulty": f"difficulty not in {','.join(config.curate.difficulty)} (teacher pass rate)",
+        "choice": f"not chosen ({config.curate.choose}, {config.curate.per_question or 1} per question)",
     }  # fmt: skip
     return labels.get(reason, reason)
 
@@ -326,7 +341,7 @@ def build_dataset(
         out_dir=out_dir, considered=selection.considered, runs=len(selection.runs), dropped=selection.dropped,
         examples=len(examples), duplicates=duplicates, train=len(train), val=len(val), negative_runs=negative_runs,
         negatives=neg_count, negatives_in_val=in_val, version=version,
-        token_exact=sum(1 for e in examples if e.tokens is not None),
+        token_exact=sum(1 for e in examples if e.tokens is not None), difficulty=selection.difficulty,
     )  # fmt: skip
     export_hf(out_dir, train, val)
     export_trl(out_dir, train, val)

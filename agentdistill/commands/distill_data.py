@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from agentdistill.commands.common import emit_json, json_option, settings, table
+from agentdistill.distill.curate import CHOICE_RULES, DIFFICULTIES, CurateConfig
 
 
 @click.command(name="dataset")
@@ -32,13 +33,28 @@ from agentdistill.commands.common import emit_json, json_option, settings, table
     show_default=True,
     help="Keep the teacher's sampled token ids where recorded (--no-token-exact: text only).",
 )
+@click.option(
+    "--choose",
+    type=click.Choice(CHOICE_RULES),
+    default="all",
+    show_default=True,
+    help="Which of a question's correct runs to keep: shortest, fewest_errors (tool errors), logprob "
+    "(the teacher's mean token log-probability), or all.",
+)
+@click.option("--per-question", type=click.IntRange(1), help="Correct runs kept per question (1 with --choose).")
+@click.option(
+    "--difficulty",
+    help="Comma-separated buckets of the teacher's pass rate over a question's attempts "
+    "to keep: easy (>= 0.75), medium, hard (<= 0.25), unsolved.",
+)
 @click.option("--allow-mixed", is_flag=True, help="Allow runs of several teachers or prompt versions in one dataset.")
 @json_option
 @click.pass_context
 def dataset(
     ctx: click.Context, agent: str, model: str | None, suite: str | None, min_score: float, negatives: bool,
     val_fraction: float, keep_parse_errors: bool, seed: int, limit: int | None, out: Path, prompt_hash: str | None,
-    allow_mixed: bool, token_exact: bool, as_json: bool,
+    allow_mixed: bool, token_exact: bool, choose: str, per_question: int | None, difficulty: str | None,
+    as_json: bool,
 ) -> None:  # fmt: skip
     """Select correct runs (no parse errors, no step overflow), convert them to chat examples, split by question.
 
@@ -51,7 +67,8 @@ def dataset(
 
     select = SelectConfig(agent=agent, model=model, suite=suite, min_score=min_score, limit=limit,
                           drop_parse_errors=not keep_parse_errors, prompt_hash=prompt_hash,
-                          allow_mixed=allow_mixed, token_exact=token_exact)  # fmt: skip
+                          allow_mixed=allow_mixed, token_exact=token_exact,
+                          curate=CurateConfig(choose, per_question, _buckets(difficulty)))  # fmt: skip
     with TrajectoryStore.open(settings(ctx).trajectories_path) as store:
         info = build_dataset(store, select, out, val_fraction=val_fraction, seed=seed, negatives=negatives)
     if as_json:
@@ -62,9 +79,18 @@ def dataset(
     rows += [("runs selected", info.runs), ("examples", info.examples), ("duplicates removed", info.duplicates),
              ("train examples", info.train), ("val examples", info.val),
              ("with the teacher's token ids", info.token_exact)]  # fmt: skip
+    rows += [(f"questions, {bucket}", n) for bucket, n in info.difficulty.items()]
     rows += [("teacher", ", ".join(info.version.get("teachers", []))),
              ("data sha256", info.version.get("data_sha256", "")[:16])]  # fmt: skip
     if info.negatives is not None:
         rows += [("negative runs", info.negative_runs), ("negative examples", info.negatives),
                  ("negatives left out (question in val)", info.negatives_in_val)]  # fmt: skip
     table(f"dataset {out}", ["", "count"], rows)
+
+
+def _buckets(raw: str | None) -> tuple[str, ...]:
+    buckets = tuple(b.strip() for b in (raw or "").split(",") if b.strip())
+    bad = [b for b in buckets if b not in DIFFICULTIES]
+    if bad:
+        raise click.BadParameter(f"{', '.join(bad)}: choose from {', '.join(DIFFICULTIES)}", param_hint="--difficulty")
+    return buckets

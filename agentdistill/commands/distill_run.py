@@ -16,6 +16,7 @@ from agentdistill.agents.factory import AGENTS
 from agentdistill.commands.common import emit_json, parse_option, settings, table
 from agentdistill.commands.train_flags import TrainingFlags, pop_training_flags, training_options
 from agentdistill.config import Settings
+from agentdistill.distill.curate import CHOICE_RULES
 from agentdistill.errors import AgentDistillError
 
 if TYPE_CHECKING:
@@ -25,7 +26,9 @@ if TYPE_CHECKING:
 # plan.json fields newer than some saved plans, with the value a plan saved without them meant
 ADDED_FIELDS: Mapping[str, Any] = MappingProxyType({"embedder": None, "options": {}, "keep_parse_errors": False,
                                                     "engine": "auto", "roles": [], "min_score": 1.0,
-                                                    "min_metrics": {}, "token_exact": True})  # fmt: skip
+                                                    "min_metrics": {}, "token_exact": True, "attempts": 1,
+                                                    "attempt_temperature": 0.7, "choose": "all", "per_question": None,
+                                                    "difficulty": []})  # fmt: skip
 # how a run executes, not what it computes: a resumed run may change them
 EXECUTION_FIELDS = ("concurrency", "engine", "engine_slots", "item_timeout_s")
 
@@ -63,6 +66,16 @@ def _plan_options(fn: Any) -> Any:
         click.option("--token-exact/--no-token-exact", default=True, show_default=True,
                      help="Train the teacher's sampled token ids where its backend recorded them and the student "
                           "shares its tokenizer (--no-token-exact re-tokenises the text, the ablation)."),
+        click.option("--attempts", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Teacher attempts per train item: the first greedy, the rest sampled (pass rates for "
+                          "--difficulty; several correct runs for --choose)."),
+        click.option("--attempt-temperature", type=click.FloatRange(min=0, min_open=True), default=0.7,
+                     show_default=True, help="Sampling temperature of attempts 2.."),
+        click.option("--choose", type=click.Choice(CHOICE_RULES), default="all", show_default=True,
+                     help="Which of a question's correct runs to train on: shortest, fewest_errors, logprob, all."),
+        click.option("--per-question", type=click.IntRange(min=1), help="Correct runs kept per question (1 with "
+                                                                         "--choose)."),
+        click.option("--difficulty", help="Comma-separated pass-rate buckets to train on: easy, medium, hard."),
         click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,
                      help="Items in flight; local models then run on a llama-server engine with this many slots."),
         click.option("--engine", type=click.Choice(["auto", "server", "inproc"]), default="auto", show_default=True,
@@ -102,6 +115,11 @@ class PlanFlags:
     min_score: float
     min_metrics: tuple[str, ...]
     token_exact: bool
+    attempts: int
+    attempt_temperature: float
+    choose: str
+    per_question: int | None
+    difficulty: str | None
     concurrency: int
     engine: str
     engine_slots: int | None
@@ -124,7 +142,9 @@ class PlanFlags:
             roles=tuple(r.strip() for r in (self.roles or "").split(",") if r.strip()),
             min_score=None if self.min_score < 0 else self.min_score,
             min_metrics={k: float(v) for k, v in (parse_option(m) for m in self.min_metrics)},
-            token_exact=self.token_exact,
+            token_exact=self.token_exact, attempts=self.attempts, attempt_temperature=self.attempt_temperature,
+            choose=self.choose, per_question=self.per_question,
+            difficulty=tuple(d.strip() for d in (self.difficulty or "").split(",") if d.strip()),
         )  # fmt: skip
 
 
@@ -154,6 +174,8 @@ def _check_plan(out: Path, plan: DistillPlan) -> None:
                 continue
             if key == "train" and _same_training(old.get("train") or {}, new["train"]):
                 continue
+            if key == "attempts" and new[key] > old.get(key, 1) and not (out / "data" / "info.json").exists():
+                continue  # more sampled attempts before any dataset was built: they add collect-N dirs
             if key == "train_limit" and new[key] > old[key]:
                 if not (out / "data" / "info.json").exists():
                     continue  # more teacher runs before any dataset was built: collection picks up where it stopped
@@ -161,8 +183,8 @@ def _check_plan(out: Path, plan: DistillPlan) -> None:
                                    fix=f"its dataset is built from {old[key]} items already; delete {out / 'data'}"
                                        " (and a trained student) to grow it, or pass another --out.")  # fmt: skip
             raise PlanMismatch(out, key, old.get(key, ADDED_FIELDS.get(key)), new[key])
-        if new["train_limit"] == old.get("train_limit"):
-            return
+        if new["train_limit"] == old.get("train_limit") and new["attempts"] == old.get("attempts", 1):
+            return  # nothing grew: the saved plan stands
     with atomic_write(path) as f:
         json.dump(new, f, indent=2)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import importlib
 import json
-import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,7 +30,8 @@ from agentdistill.models.base import (
     Usage,
     cut_at_stop,
 )
-from agentdistill.models.token_ids import ids_for_text
+from agentdistill.models.openai_errors import retry_after_seconds, server_message
+from agentdistill.models.token_ids import ids_from_logprobs
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 MAX_SERVER_STOPS = 4  # OpenAI rejects more than 4 stop strings; the rest are enforced client-side only
@@ -221,25 +221,12 @@ class OpenAIChatModel:
             # Without usage at all, estimate ~4 characters per token rather than report zero.
             share = total // len(texts) + (i < total % len(texts)) if total >= 0 else len(text) // 4
             usage = Usage(prompt_tokens, share)
-            completion = Completion(text=text, finish_reason=finish, usage=usage, tool_calls=calls)
-            out.append(self._with_token_ids(completion, choice))
+            # llama-server's logprobs entries carry each sampled token's id (OpenAI's do not): token-exact records
+            exact = ids_from_logprobs(choice.get("logprobs"), text) if self.tokenizer is not None else None
+            ids, logprob = exact or (None, None)
+            out.append(Completion(text=text, finish_reason=finish, usage=usage, tool_calls=calls, token_ids=ids,
+                                  tokenizer=self.tokenizer if exact else None, logprob=logprob))  # fmt: skip
         return out
-
-    def _with_token_ids(self, completion: Completion, choice: Mapping[str, Any]) -> Completion:
-        """The sampled ids and their summed log-probability, from a llama-server's per-token logprobs entries."""
-        logprobs = choice.get("logprobs") if self.tokenizer is not None else None
-        entries = logprobs.get("content") if isinstance(logprobs, dict) else None
-        if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("id"), int)
-                                                    for e in entries):  # fmt: skip
-            return completion  # not a llama-server (OpenAI's entries carry no ids): nothing exact to record
-        pieces = {e["id"]: bytes(e.get("bytes") or e.get("token", "").encode()) for e in entries}
-
-        def decode(part: Sequence[int]) -> str:
-            return b"".join(pieces[i] for i in part).decode("utf-8", errors="replace")
-
-        ids = ids_for_text([e["id"] for e in entries], completion.text, decode)
-        total = sum(float(e.get("logprob", 0.0)) for e in entries[: len(ids)])
-        return replace(completion, token_ids=ids, tokenizer=self.tokenizer, logprob=total)
 
     def _stream_once(
         self, request: dict[str, Any], stops: list[str], on_token: TokenCallback, started: float
@@ -349,8 +336,8 @@ class OpenAIChatModel:
             cause = exc.__cause__ or exc
             return _Failure(f"{type(cause).__name__}: {cause}", "unreachable")
         if isinstance(exc, openai.APIStatusError):
-            status, detail = exc.status_code, _server_message(exc)
-            wait = _retry_after(exc.response.headers.get("retry-after")) if status in (429, 503) else None
+            status, detail = exc.status_code, server_message(exc)
+            wait = retry_after_seconds(exc.response.headers.get("retry-after")) if status in (429, 503) else None
             if status == 429:
                 return _Failure(f"rate limited (HTTP 429): {detail}", "rate_limited", retry_after=wait)
             if status >= 500:
@@ -395,24 +382,3 @@ def _int(value: object, *, default: int) -> int:
 def _estimate(messages: Sequence[Mapping[str, Any]]) -> int:
     """~4 characters per token: only used when the server reports no usage."""
     return sum(len(str(m.get("content") or "")) for m in messages) // 4
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header; an HTTP-date or junk falls back to our own backoff."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return max(0.0, seconds) if math.isfinite(seconds) else None
-
-
-def _server_message(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        message = error.get("message") if isinstance(error, dict) else error
-        if message:
-            return str(message)[:300]
-    return str(exc.message)[:300]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
+from typing import Any
 
 PROBE = (
     "<|im_start|>user\nHow many r's in 'strawberry'? 3 + 4 = 7 ✓ déjà-vu\t  x<|im_end|>\n"
@@ -44,3 +45,18 @@ def ids_for_text(ids: Sequence[int], text: str, decode: Callable[[Sequence[int]]
 def exact_ids(ids: Sequence[int] | None, text: str, decode: Callable[[Sequence[int]], str]) -> bool:
     """True when `ids` decode to exactly `text`: then they can stand for it in training."""
     return ids is not None and decode(list(ids)) == text
+
+
+def ids_from_logprobs(logprobs: Any, text: str) -> tuple[tuple[int, ...], float] | None:
+    """(sampled ids of `text`, their summed log-probability) from an OpenAI-style choice's `logprobs`, when its
+    entries carry token ids (llama-server's do, OpenAI's do not); None otherwise."""
+    entries = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("id"), int) for e in entries):
+        return None
+    pieces = {e["id"]: bytes(e.get("bytes") or str(e.get("token", "")).encode()) for e in entries}
+
+    def decode(part: Sequence[int]) -> str:
+        return b"".join(pieces[i] for i in part).decode("utf-8", errors="replace")
+
+    ids = ids_for_text([e["id"] for e in entries], text, decode)
+    return ids, sum(float(e.get("logprob", 0.0)) for e in entries[: len(ids)])

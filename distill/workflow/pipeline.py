@@ -4,6 +4,7 @@ Every stage writes into one output dir and is skipped or resumed when its output
 killed `distill run` continues where it stopped:
 
     OUT/collect/          bench run of the teacher on the train items (suite tag `<suite>:train`)
+    OUT/collect-N/        with --attempts: the teacher's sampled attempts N = 2.. at the same items
     OUT/data/             train/val(/negatives).jsonl + info.json (distill/data.py)
     OUT/train/            checkpoints, metrics, loss plot, final adapter (distill/trainer.py)
     OUT/student/          adapter/ + merged/ (distill/student.py)
@@ -40,6 +41,7 @@ from agentdistill.benchmarks.suites.materials_setup import suite_materials
 from agentdistill.benchmarks.suites.rec_setup import suite_catalog
 from agentdistill.benchmarks.suites.registry import get_suite
 from agentdistill.config import Settings
+from agentdistill.distill.curate import CurateConfig
 from agentdistill.distill.data import SelectConfig, build_dataset, encode_examples, load_examples
 from agentdistill.distill.trainer import TrainResult, train
 from agentdistill.distill.workflow.plan import DistillPlan, check_dataset, split_items
@@ -48,6 +50,7 @@ from agentdistill.memory.trajectories import TrajectoryStore
 from agentdistill.models import make_chat_model
 from agentdistill.models.base import ChatModel
 from agentdistill.models.engine_model import open_model
+from agentdistill.models.sampling import SampledModel
 from agentdistill.models.weights import base_weights
 from agentdistill.paths import cache_dir
 
@@ -71,8 +74,18 @@ class Pipeline:
     # stages ------------------------------------------------------------------------------------------
 
     def collect(self) -> RunSummary:
-        """The teacher answers the train items (plays the train sessions); its scored trajectories are the data."""
-        return self._bench("collect", self.plan.teacher, self.train_items, tag=f"{self.suite.name}:train")
+        """The teacher answers the train items (plays the train sessions); its scored trajectories are the data.
+
+        With `attempts` > 1 it answers them again, sampled (OUT/collect-2, ...); the summary is the greedy one's.
+        """
+        tag = f"{self.suite.name}:train"
+        first = self._bench("collect", self.plan.teacher, self.train_items, tag=tag)
+        for attempt in range(2, self.plan.attempts + 1):
+            self.say(
+                f"      attempt {attempt} of {self.plan.attempts} (sampled at T={self.plan.attempt_temperature:g})"
+            )
+            self._bench(f"collect-{attempt}", self.plan.teacher, self.train_items, tag=tag, attempt=attempt)
+        return first
 
     def dataset(self) -> dict[str, Any]:
         info = self.out / "data" / "info.json"
@@ -84,8 +97,9 @@ class Pipeline:
                 select = SelectConfig(agent=plan.agent, model=plan.teacher, suite=f"{self.suite.name}:train",
                                       drop_parse_errors=not plan.keep_parse_errors, prompt_hash=self.prompt_hash,
                                       roles=tuple(plan.roles), min_score=plan.min_score,
-                                      min_metrics=dict(plan.min_metrics),
-                                      token_exact=plan.token_exact)  # fmt: skip
+                                      min_metrics=dict(plan.min_metrics), token_exact=plan.token_exact,
+                                      curate=CurateConfig(plan.choose, plan.per_question,
+                                                          tuple(plan.difficulty)))  # fmt: skip
                 build_dataset(store, select, self.out / "data", negatives=self.plan.method == "redi")
         data = json.loads(info.read_text(encoding="utf-8"))
         check_dataset(data, teacher=self.plan.teacher, prompt_hash=self.prompt_hash, path=info)
@@ -192,8 +206,9 @@ class Pipeline:
                      init_adapter=stage1.final_dir)  # fmt: skip
 
     def _bench(
-        self, name: str, model_spec: str, items: Sequence[Item], *, tag: str, label: str | None = None
-    ) -> RunSummary:
+        self, name: str, model_spec: str, items: Sequence[Item], *, tag: str, label: str | None = None,
+        attempt: int = 1,
+    ) -> RunSummary:  # fmt: skip
         path = self.out / name
         spec = RunSpec(suite=tag, agent=self.plan.agent, model=model_spec, item_ids=tuple(i.id for i in items),
                        max_steps=self.plan.max_steps, options=dict(self.plan.options), embedder=self.plan.embedder,
@@ -209,6 +224,8 @@ class Pipeline:
                         engine=self.plan.engine, home=self.settings.home, say=self.say,
                         slots=self.plan.engine_slots) as model:  # fmt: skip
             in_flight = self.plan.concurrency if _batches(model) else 1
+            if attempt > 1:
+                model = SampledModel(model, temperature=self.plan.attempt_temperature, seed=attempt)
             return self._bench_with(model, run_dir, model_spec, items, in_flight)
 
     def _bench_with(

@@ -21,6 +21,7 @@ from agentdistill.agents.factory import check_agent
 from agentdistill.benchmarks.items import Item
 from agentdistill.benchmarks.suites.registry import SUITES, get_suite, load_items
 from agentdistill.benchmarks.suites.suite import Suite
+from agentdistill.distill.curate import CurateConfig
 from agentdistill.distill.train_config import TrainConfig
 from agentdistill.errors import AgentDistillError, ConfigError
 
@@ -82,9 +83,21 @@ class DistillPlan:
     min_score: float | None = 1.0
     min_metrics: Mapping[str, float] = field(default_factory=dict)
     token_exact: bool = True  # train the teacher's sampled ids where recorded and the tokenizers match
+    # The teacher answers each train item `attempts` times: greedily, then sampled at `attempt_temperature`
+    # (OUT/collect-2, ...): the pass rates that grade difficulty, and several correct runs to choose from.
+    attempts: int = 1
+    attempt_temperature: float = 0.7
+    choose: str = "all"  # distill/curate.py: all, shortest, fewest_errors, logprob
+    per_question: int | None = None
+    difficulty: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_agent(self.agent)
+        if self.attempts < 1:
+            raise ConfigError("attempts", self.attempts, "a positive number of teacher attempts per train item")
+        if self.attempts > 1 and self.attempt_temperature <= 0:
+            raise ConfigError("attempt_temperature", self.attempt_temperature, "> 0: repeated greedy attempts agree")
+        CurateConfig(self.choose, self.per_question, tuple(self.difficulty))  # a bad rule fails before any work
         suite = get_suite(self.suite)
         if (suite.episode is not None) != (self.agent == "recbot"):
             raise AgentSuiteMismatch(self.agent, suite)
@@ -176,4 +189,5 @@ def plan_from_dict(data: Mapping[str, Any]) -> DistillPlan:
     train_known = {f.name for f in dataclasses.fields(TrainConfig)}
     fields["train"] = TrainConfig(**{k: v for k, v in (data.get("train") or {}).items() if k in train_known})
     fields["roles"] = tuple(fields.get("roles") or ())
+    fields["difficulty"] = tuple(fields.get("difficulty") or ())
     return DistillPlan(**fields)

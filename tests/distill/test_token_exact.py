@@ -127,3 +127,14 @@ def test_a_real_models_ids_round_trip_through_the_store_into_the_masks(home: Pat
     finish = step.tokens["finish"][0]
     assert trained == (ids if finish == "length" else [*ids, tokenizer.convert_tokens_to_ids("<|im_end|>")])
     assert encoded.input_ids[: len(step.tokens["prompt"])] == step.tokens["prompt"]
+
+
+def test_llama_server_logprobs_entries_give_the_ids_and_openais_do_not() -> None:
+    from agentdistill.models.token_ids import ids_from_logprobs
+
+    entries = [{"id": 7, "token": "4", "bytes": [52], "logprob": -0.5},
+               {"id": 9, "token": "2", "bytes": [50], "logprob": -0.25},
+               {"id": 2, "token": "", "bytes": [], "logprob": -0.1}]  # fmt: skip
+    assert ids_from_logprobs({"content": entries}, "42") == ((7, 9), -0.75)  # the end token is not text
+    assert ids_from_logprobs({"content": [{"token": "4", "logprob": -0.5}]}, "4") is None  # OpenAI: no ids
+    assert ids_from_logprobs(None, "4") is None

@@ -158,3 +158,33 @@ def test_a_plan_written_before_a_training_field_existed_still_resumes(tmp_path: 
     assert resumed.exit_code == 0, resumed.output
     other = collect("--lr", "1e-3")
     assert other.exit_code != 0 and "train" in str(other.exception) and "0.001" in str(other.exception)
+
+
+def test_sampled_attempts_grade_the_train_items_and_curation_chooses(tmp_path: Path, home: Path):
+    """`--attempts 2`: the teacher answers each train item again, sampled (OUT/collect-2); the dataset then knows
+    each item's pass rate and keeps the shortest correct run per item. Attempts may grow before a dataset."""
+    train, _ = split_items(get_suite("gsm8k-sample"), None, 2, 2)
+    teacher, out = tmp_path / "teacher.json", tmp_path / "out"
+
+    def collect(attempts: int, replies: list[str]):  # noqa: ANN202
+        teacher.write_text(json.dumps(replies))  # a scripted model replays its file from the start when reopened
+        args = ["--home", str(home), "distill", "collect", "--agent", "codeact", "--suite", "gsm8k-sample",
+                "--teacher", f"scripted:{teacher}", "--train-limit", "2", "--eval-limit", "2", "--max-steps", "1",
+                "--concurrency", "1", "--attempts", str(attempts), "--choose", "shortest", "--out", str(out),
+                "--json"]  # fmt: skip
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+
+    collect(1, [f"Thought: compute it.\n```python\nfinal_answer({item.answer})\n```" for item in train])
+    terse = f"```python\nfinal_answer({train[0].answer})\n```"
+    collect(2, [terse, "Thought: no idea.\n```python\nfinal_answer(-1)\n```"])  # attempt 2 only: 1 is done
+    assert len((out / "collect-2" / "results.jsonl").read_text().splitlines()) == 2
+    plan = plan_from_dict(json.loads((out / "plan.json").read_text()))
+    assert (plan.attempts, plan.choose) == (2, "shortest")
+    from agentdistill.config import load_settings
+    from agentdistill.distill.workflow.pipeline import Pipeline
+
+    info = Pipeline(plan, load_settings(flags={"home": home}), out, say=lambda _: None).dataset()
+    assert info["runs"] == 2 and info["difficulty"] == {"easy": 1, "medium": 1}
+    trained = [json.loads(line)["messages"][-1]["content"] for line in (out / "data" / "train.jsonl").open()]
+    assert terse in [t.strip() for t in trained]  # item 0's shorter, sampled answer was chosen
