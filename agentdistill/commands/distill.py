@@ -94,11 +94,12 @@ def _register() -> None:
     # Sub-commands live in their own modules (one job each); they are attached here, in one place.
     from agentdistill.commands.distill_compress import compress
     from agentdistill.commands.distill_data import dataset
+    from agentdistill.commands.distill_onpolicy import onpolicy
     from agentdistill.commands.distill_publish import publish
     from agentdistill.commands.distill_run import collect, evaluate, run
     from agentdistill.commands.distill_train import train
 
-    for command in (run, collect, dataset, train, evaluate, compress, publish):
+    for command in (run, collect, dataset, train, onpolicy, evaluate, compress, publish):
         distill.add_command(command)
 
 
