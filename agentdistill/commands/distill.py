@@ -97,9 +97,10 @@ def _register() -> None:
     from agentdistill.commands.distill_onpolicy import onpolicy
     from agentdistill.commands.distill_publish import publish
     from agentdistill.commands.distill_run import collect, evaluate, run
+    from agentdistill.commands.distill_shorten import shorten
     from agentdistill.commands.distill_train import train
 
-    for command in (run, collect, dataset, train, onpolicy, evaluate, compress, publish):
+    for command in (run, collect, dataset, shorten, train, onpolicy, evaluate, compress, publish):
         distill.add_command(command)
 
 
