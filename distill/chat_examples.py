@@ -99,13 +99,19 @@ def token_exact_record(step: Step) -> dict[str, Any] | None:
 
 
 def examples_from_runs(
-    runs: Sequence[Run], *, label: Label = "positive", roles: Sequence[str] = ("policy",), token_exact: bool = True
+    runs: Sequence[Run],
+    *,
+    label: Label = "positive",
+    roles: Sequence[str] = ("policy",),
+    token_exact: bool = True,
+    tokenizer: str | None = None,
 ) -> list[ChatExample]:
     """One example per model call (what it saw + what it wrote); calls whose conversation continues in a later
     call of the same run merge into it, so a ReAct run becomes one conversation with a loss on every turn.
 
     With `token_exact`, a call whose backend recorded its sampled ids is an example of its own that carries them
-    (merging would put re-tokenised earlier turns where the ids belong).
+    (merging would put re-tokenised earlier turns where the ids belong); given the student's `tokenizer` id, only
+    calls recorded with that tokenizer (others merge as text: their ids would be of no use).
 
     Positive examples carry no loss on turns that failed to parse (kept only as context when the parse-error
     filter is off); negative examples are trained on every turn, since REDI pushes the whole run down.
@@ -118,6 +124,8 @@ def examples_from_runs(
             parse_failed = step.error is not None and step.error.kind in FORMAT_ERRORS
             turn = [] if (parse_failed and label == "positive") else [len(messages) - 1]
             exact = token_exact_record(step) if token_exact and turn else None
+            if exact is not None and tokenizer is not None and exact["tokenizer"] != tokenizer:
+                exact = None
             if exact is not None:
                 out.append(_example(run, messages, tuple(turn), label, step, [step.index], exact))
                 continue

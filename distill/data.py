@@ -111,6 +111,7 @@ class SelectConfig:
     # Calls whose backend recorded the sampled ids become examples carrying them (trained as those ids when the
     # student shares the teacher's tokenizer); False re-tokenises every completion's text, as before.
     token_exact: bool = True
+    student_tokenizer: str | None = None  # the student's tokenizer id: ids recorded with another tokenizer are not kept
     # Difficulty filter and the choice among a question's correct runs (distill/curate.py); off by default.
     curate: CurateConfig = field(default_factory=CurateConfig)
 
@@ -318,7 +319,9 @@ def build_dataset(
     selection = select_runs(store, select)
     check_unmixed(selection.runs, select)
     examples, duplicates = dedupe(
-        examples_from_runs(selection.runs, roles=select.roles, token_exact=select.token_exact)
+        examples_from_runs(
+            selection.runs, roles=select.roles, token_exact=select.token_exact, tokenizer=select.student_tokenizer
+        )
     )
     train, val = split_by_question(examples, val_fraction, seed)
     save_examples(out_dir / "train.jsonl", train)
@@ -328,7 +331,13 @@ def build_dataset(
     if negatives:
         runs = select_negatives(store, select)
         found, _ = dedupe(
-            examples_from_runs(runs, label="negative", roles=select.roles, token_exact=select.token_exact)
+            examples_from_runs(
+                runs,
+                label="negative",
+                roles=select.roles,
+                token_exact=select.token_exact,
+                tokenizer=select.student_tokenizer,
+            )
         )
         val_questions = {normalize_question(e.question) for e in val}
         kept = [e for e in found if normalize_question(e.question) not in val_questions]

@@ -33,6 +33,7 @@ from agentdistill.distill.curate import CHOICE_RULES, DIFFICULTIES, CurateConfig
     show_default=True,
     help="Keep the teacher's sampled token ids where recorded (--no-token-exact: text only).",
 )
+@click.option("--student", help="Student spec: keep token ids only of calls recorded with its tokenizer (else any).")
 @click.option(
     "--choose",
     type=click.Choice(CHOICE_RULES),
@@ -53,8 +54,8 @@ from agentdistill.distill.curate import CHOICE_RULES, DIFFICULTIES, CurateConfig
 def dataset(
     ctx: click.Context, agent: str, model: str | None, suite: str | None, min_score: float, negatives: bool,
     val_fraction: float, keep_parse_errors: bool, seed: int, limit: int | None, out: Path, prompt_hash: str | None,
-    allow_mixed: bool, token_exact: bool, choose: str, per_question: int | None, difficulty: str | None,
-    as_json: bool,
+    allow_mixed: bool, token_exact: bool, student: str | None, choose: str, per_question: int | None,
+    difficulty: str | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Select correct runs (no parse errors, no step overflow), convert them to chat examples, split by question.
 
@@ -65,9 +66,18 @@ def dataset(
     from agentdistill.distill.data import SelectConfig, build_dataset, reason_label
     from agentdistill.memory.trajectories import TrajectoryStore
 
+    student_tokenizer = None
+    if student and token_exact:
+        from transformers import AutoTokenizer
+
+        from agentdistill.distill.encoding import student_tokenizer_id
+        from agentdistill.models.weights import base_weights
+        from agentdistill.paths import cache_dir
+
+        student_tokenizer = student_tokenizer_id(AutoTokenizer.from_pretrained(base_weights(student, cache_dir())))
     select = SelectConfig(agent=agent, model=model, suite=suite, min_score=min_score, limit=limit,
                           drop_parse_errors=not keep_parse_errors, prompt_hash=prompt_hash,
-                          allow_mixed=allow_mixed, token_exact=token_exact,
+                          allow_mixed=allow_mixed, token_exact=token_exact, student_tokenizer=student_tokenizer,
                           curate=CurateConfig(choose, per_question, _buckets(difficulty)))  # fmt: skip
     with TrajectoryStore.open(settings(ctx).trajectories_path) as store:
         info = build_dataset(store, select, out, val_fraction=val_fraction, seed=seed, negatives=negatives)

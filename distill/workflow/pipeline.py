@@ -98,6 +98,7 @@ class Pipeline:
                                       drop_parse_errors=not plan.keep_parse_errors, prompt_hash=self.prompt_hash,
                                       roles=tuple(plan.roles), min_score=plan.min_score,
                                       min_metrics=dict(plan.min_metrics), token_exact=plan.token_exact,
+                                      student_tokenizer=self._student_tokenizer() if plan.token_exact else None,
                                       curate=CurateConfig(plan.choose, plan.per_question,
                                                           tuple(plan.difficulty)))  # fmt: skip
                 build_dataset(store, select, self.out / "data", negatives=self.plan.method == "redi")
@@ -240,6 +241,14 @@ class Pipeline:
         with TrajectoryStore.open(self.settings.trajectories_path) as store:
             return run_suite(run_dir, items, setup, model, store, config, model_spec=model_spec,
                              user_model=self._user_model, prices=self.settings.prices)  # fmt: skip
+
+    def _student_tokenizer(self) -> str:
+        """The student's tokenizer id: teacher calls recorded with the same one become token-exact examples."""
+        from transformers import AutoTokenizer
+
+        from agentdistill.distill.encoding import student_tokenizer_id
+
+        return student_tokenizer_id(AutoTokenizer.from_pretrained(base_weights(self.plan.student, cache_dir())))
 
     def _model(self, spec: str) -> ChatModel:
         return make_chat_model(spec, self.settings.model_options())

@@ -138,3 +138,14 @@ def test_llama_server_logprobs_entries_give_the_ids_and_openais_do_not() -> None
     assert ids_from_logprobs({"content": entries}, "42") == ((7, 9), -0.75)  # the end token is not text
     assert ids_from_logprobs({"content": [{"token": "4", "logprob": -0.5}]}, "4") is None  # OpenAI: no ids
     assert ids_from_logprobs(None, "4") is None
+
+
+def test_ids_of_another_tokenizer_leave_the_calls_merged_as_text() -> None:
+    record = {"tokenizer": "tok-teacher", "prompt": None, "completions": [[1]], "finish": ["stop"]}
+    first = Step(run_id="r", index=0, kind="model", node="act", messages_in=[user("q")], completion="a", tokens=record)
+    second = Step(run_id="r", index=1, kind="model", node="act", messages_in=[user("q"), assistant("a"), user("obs")],
+                  completion="b", tokens=record)  # fmt: skip
+    run = Run(id="r", agent="react", question="q", status="ok", score=1.0, steps=[first, second])
+    assert len(examples_from_runs([run], tokenizer="tok-teacher")) == 2  # same tokenizer: one example per call
+    [merged] = examples_from_runs([run], tokenizer="tok-student")  # another: one conversation, as before
+    assert merged.tokens is None and merged.train_turns == (1, 3)
