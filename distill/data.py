@@ -28,13 +28,7 @@ from agentdistill.distill.chat_examples import (
     trainable,
 )
 from agentdistill.distill.curate import CurateConfig, curate, difficulty_counts, pass_rates
-from agentdistill.distill.encoding import (
-    IGNORE,
-    EncodedExample,
-    encode_example,
-    end_token_ids,
-    student_tokenizer_id,
-)
+from agentdistill.distill.encoding import IGNORE, EncodedExample, encode_example, end_token_ids, student_tokenizer_id
 from agentdistill.distill.hf_export import export_hf
 from agentdistill.distill.trl_export import export_trl
 from agentdistill.errors import AgentDistillError, ConfigError, InputDataError
