@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Protocol
 
 from agentdistill.models.base import ChatModel, Completion, Message, TokenCallback
+from agentdistill.models.fallback import NodeModels, NodeRouter
 
 SCHEMA_VERSION = 1
 RunStatus = Literal["running", "ok", "max_steps", "error"]
@@ -200,7 +201,19 @@ class Recorder:
 
     # -- wrapping ---------------------------------------------------------------------------------------
     def wrap(self, model: ChatModel, *, role: str = "policy") -> ChatModel:
-        """Return a model whose every call is recorded as a step of the current run."""
+        """Return a model whose every call is recorded as a step of the current run.
+
+        A NodeModels answers each call of `role` with the model named for the calling node, else for the role.
+        """
+        if isinstance(model, NodeModels):
+            own, nodes = model.choose(role), model.nodes(role)
+            self.roles[role] = NodeModels(own, nodes).spec
+            by_node = {name: RecordingModel(m, self, role) for name, m in nodes.items()}
+
+            def calling() -> str | None:  # read per call, inside the node making it
+                return getattr(self._cursor.get(), "node", None)
+
+            return NodeRouter(RecordingModel(own, self, role), by_node, calling, spec=self.roles[role])
         self.roles[role] = model.spec
         return RecordingModel(model, self, role)
 

@@ -14,6 +14,7 @@ module is the one place that decides which tools each agent gets by default:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +37,7 @@ from agentdistill.errors import AgentDistillError, ConfigError
 from agentdistill.memory.catalog import Catalog
 from agentdistill.memory.knowledge import KnowledgeStore
 from agentdistill.models.base import ChatModel, Completion, Message, TokenCallback
+from agentdistill.models.fallback import NodeModels
 from agentdistill.tools.base import Tool
 from agentdistill.tools.catalog import make_catalog_tools
 from agentdistill.tools.math import make_math_tools
@@ -302,13 +304,15 @@ def build_agent(
     model call's text as it is produced. `recorder` None records nothing. `catalog` is recbot's item
     catalog (required for it, ignored by the others); recbot makes a fixed number of calls per turn, so it
     takes no `max_steps`. `materials` is the materials agent's records store (required for it). `model` may also
-    be any LangChain chat model (ChatOpenAI, ChatOllama, ...).
+    be any LangChain chat model (ChatOpenAI, ChatOllama, ...), or a NodeModels (agents/fallback_checks.py
+    `node_models`): students for some roles or nodes, the default model for the rest.
     """
     check_agent(name)
     recorder = recorder or Recorder(None, agent=name)
     model = as_chat_model(model)
-    if on_token is not None:
-        model = StreamingModel(model, on_token)
+    if on_token is not None:  # node models (models/fallback.py) each stream, keeping their routing
+        stream = functools.partial(StreamingModel, on_token=on_token)
+        model = model.map(stream) if isinstance(model, NodeModels) else stream(model)
     chosen = list(tools) if tools is not None else default_tools(name, kb, catalog, materials)
     if "tool_names" in options:
         options = dict(options)

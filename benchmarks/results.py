@@ -48,16 +48,20 @@ class RunSpec:
     embedder: str | None = None  # embedder of the suite's pooled KB (None: the default)
     label: str | None = None  # the name shown in reports (default: agent/model)
     items_sha256: str | None = None  # items_digest of item_ids' items (None: a run saved before digests)
+    node_models: Mapping[str, str] = field(default_factory=dict)  # role or node -> student spec (--node-model)
+    fallback: Mapping[str, Any] = field(default_factory=dict)  # FallbackPolicy fields; {}: node models never fall back
     created_at: float = field(default_factory=time.time)
     format_version: int = FORMAT_VERSION
 
     @property
     def name(self) -> str:
-        return self.label or f"{self.agent}/{self.model}"
+        nodes = ",".join(f"{name}={spec}" for name, spec in sorted(self.node_models.items()))
+        return self.label or f"{self.agent}/{self.model}" + (f"[{nodes}]" if nodes else "")
 
     def same_work(self, other: RunSpec) -> bool:
         """Same suite, agent, model, items and settings: the results of one may be continued by the other."""
-        keys = ("suite", "agent", "model", "item_ids", "seed", "max_steps", "options", "kb", "embedder")
+        keys = ("suite", "agent", "model", "item_ids", "seed", "max_steps", "options", "kb", "embedder", "node_models",
+                "fallback")  # fmt: skip
         same = all(_plain(getattr(self, k)) == _plain(getattr(other, k)) for k in keys)
         digests = (self.items_sha256, other.items_sha256)
         return same and (None in digests or digests[0] == digests[1])

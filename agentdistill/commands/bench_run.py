@@ -22,6 +22,7 @@ from typing import Any
 import click
 
 from agentdistill.agents.factory import AGENTS, check_agent, metric_options, prompt_hash
+from agentdistill.benchmarks.fallback_rate import FallbackReport, fallback_report, result_runs
 from agentdistill.benchmarks.items import Item, items_digest
 from agentdistill.benchmarks.metrics import METRICS
 from agentdistill.benchmarks.results import RunDir, RunSpec
@@ -42,6 +43,15 @@ from agentdistill.benchmarks.suites.registry import (
 )
 from agentdistill.benchmarks.suites.suite import Suite
 from agentdistill.commands.common import emit_json, json_option, parse_field, parse_option, settings, table
+from agentdistill.commands.node_flags import (
+    check_fallback_flags,
+    default_fallback,
+    fallback_setting,
+    node_model_options,
+    node_specs,
+    student_specs,
+    with_node_models,
+)
 from agentdistill.config import Settings
 from agentdistill.errors import AgentDistillError
 from agentdistill.memory.trajectories import TrajectoryStore
@@ -50,7 +60,8 @@ from agentdistill.models.base import ChatModel
 from agentdistill.models.engine_model import ENGINE_MODES, open_model
 
 # what RunSpec.same_work compares
-SPEC_FIELDS = ("suite", "agent", "model", "item_ids", "seed", "max_steps", "options", "kb", "embedder")
+SPEC_FIELDS = ("suite", "agent", "model", "item_ids", "seed", "max_steps", "options", "kb", "embedder", "node_models",
+               "fallback")  # fmt: skip
 
 
 class ResumeMismatch(AgentDistillError):
@@ -96,6 +107,7 @@ class ResumeMismatch(AgentDistillError):
 )
 @click.option("--label", help="Name shown for this run in reports (default: agent/model).")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Benchmark data root (config).")
+@node_model_options
 @json_option
 @click.pass_context
 def run(
@@ -104,9 +116,14 @@ def run(
     item_timeout: float, max_steps: int | None, kb_name: str | None, embedder: str | None,
     agent_options: tuple[str, ...], run_dir: Path | None,
     resume: bool, engine_mode: str, engine_slots: int | None, label: str | None, data_dir: Path | None,
-    as_json: bool,
+    node_model_flags: tuple[str, ...], fallback: bool | None, fallback_samples: int | None,
+    fallback_agreement: float | None, as_json: bool,
 ) -> None:  # fmt: skip
-    """Run an agent on a benchmark suite; results land in a run directory that `bench report` reads."""
+    """Run an agent on a benchmark suite; results land in a run directory that `bench report` reads.
+
+    With --node-model NAME=SPEC, that student answers the agent's NAME role or node and --model the rest (and,
+    with --fallback, the calls whose student reply does not parse); the summary then shows the fallback rate.
+    """
     config = settings(ctx)
     if resume and run_dir is None:
         raise click.UsageError("--resume continues an existing run: pass its --run-dir.")
@@ -121,17 +138,25 @@ def run(
     # every line validated: bad data fails before any call
     items = load_items(suite, data_dir or config.data_dir, catalog=catalog)
     asked = {"agent": agent, "model": model_spec, "seed": seed, "max_steps": max_steps, "label": label,
-             "kb": kb_name, "embedder": embedder, "options": options}  # fmt: skip
+             "kb": kb_name, "embedder": embedder, "options": options,
+             "node_models": node_specs(agent, node_model_flags) or None,
+             "fallback": fallback_setting(fallback, fallback_samples, fallback_agreement)}  # fmt: skip
     spec = _spec(suite, items, asked, limit=limit, base=base, config=config)
+    check_fallback_flags(spec.node_models, fallback, fallback_samples, fallback_agreement)
     if stored is not None:
         _check_same_work(stored, spec)
     kb = suite_kb(suite, items, config.kb_root, kb_name=spec.kb, embedder=spec.embedder, device=config.torch_device)
     records = suite_materials(suite, data_dir or config.data_dir, config.home, spec.embedder, config.torch_device)
     with contextlib.ExitStack() as stack:
-        model = stack.enter_context(
-            open_model(spec.model, config.model_options(), concurrency=concurrency, engine=engine_mode,  # type: ignore[arg-type]
-                       home=config.home, say=lambda m: click.echo(f"agentdistill: {m}", err=True), slots=engine_slots)
-        )  # fmt: skip
+
+        def opened(chosen: str) -> ChatModel:
+            return stack.enter_context(
+                open_model(chosen, config.model_options(), concurrency=concurrency, engine=engine_mode,  # type: ignore[arg-type]
+                           home=config.home, say=lambda m: click.echo(f"agentdistill: {m}", err=True),
+                           slots=engine_slots)
+            )  # fmt: skip
+
+        model = with_node_models(agent, opened(spec.model), spec.node_models, spec.fallback, opened)
         _run(ctx, config, suite, spec, stored, run_dir, items, (kb, catalog, records), model, agent, concurrency,
              item_timeout, as_json)  # fmt: skip
 
@@ -167,11 +192,16 @@ def _run(
             again = f"agentdistill bench run --suite {suite.name} --run-dir {target.path} --resume"
             click.echo(f"\ninterrupted after {done} of {total} items; continue with `{again}`", err=True)
             raise  # the entry point exits 130 (Ctrl-C) or 143 (SIGTERM)
+        nodes = None
+        if spec.node_models:
+            nodes = fallback_report(result_runs(store, target.results()), teacher=spec.model,
+                                    students=student_specs(model, spec.node_models), prices=config.prices)  # fmt: skip
     rec = rec_summary(target.results()) if suite.episode is not None else {}
     if as_json:
-        emit_json({"run_dir": str(target.path), "name": target.spec.name, "summary": {**summary.as_dict(), **rec}})
+        out = {"run_dir": str(target.path), "name": target.spec.name, "summary": {**summary.as_dict(), **rec}}
+        emit_json({**out, "node_models": nodes.as_dict()} if nodes else out)
     else:
-        _print_summary(target, summary, rec)
+        _print_summary(target, summary, rec, nodes)
 
 
 @click.command("list")
@@ -244,9 +274,11 @@ def _spec(
     else:
         item_ids = tuple(item.id for item in _select(items, limit=limit, seed=asked["seed"]))
     fresh = {"model": config.model, "seed": 0, "max_steps": suite.max_steps, "label": None, "kb": None,
-             "embedder": None, "options": {}}  # fmt: skip
+             "embedder": None, "options": {}, "node_models": {}, "fallback": default_fallback()}  # fmt: skip
     default = dataclasses.asdict(base) if base is not None else fresh
     chosen = {key: default[key] if value is None else value for key, value in asked.items() if key != "agent"}
+    if not chosen["node_models"]:
+        chosen["fallback"] = {}  # nothing to fall back from
     by_id = {item.id: item for item in items}
     digest = items_digest([by_id[i] for i in item_ids]) if all(i in by_id for i in item_ids) else None
     return RunSpec(suite=suite.name, agent=asked["agent"], item_ids=item_ids, items_sha256=digest, **chosen)
@@ -278,7 +310,7 @@ def _default_run_dir(config: Settings, spec: RunSpec) -> Path:
     return config.bench_root / f"{spec.suite}-{spec.agent}-{stamp}"
 
 
-def _print_summary(run_dir: RunDir, summary: RunSummary, rec: Mapping[str, Any]) -> None:
+def _print_summary(run_dir: RunDir, summary: RunSummary, rec: Mapping[str, Any], nodes: FallbackReport | None) -> None:
     s = summary
     rows: list[tuple[str, Any]] = [
         ("items", s.n), ("accuracy", f"{s.accuracy:.3f} ({s.correct}/{s.n})"), ("EM / F1", f"{s.em:.3f} / {s.f1:.3f}"),
@@ -288,6 +320,19 @@ def _print_summary(run_dir: RunDir, summary: RunSummary, rec: Mapping[str, Any])
     ]  # fmt: skip
     if rec:  # recommendation suites: accuracy is hit@k; these say how it was reached
         rows = [rows[0], rows[1], *rec_rows(rec), *rows[3:]]
+    if nodes is not None:
+        rows += _node_rows(nodes)
     click.echo(f"{run_dir.spec.name} on {run_dir.spec.suite}")  # a table title would wrap in a narrow table
     table(None, ["", "value"], rows)
     click.echo(f"results: {run_dir.results_path}  (report: agentdistill bench report {run_dir.path})")
+
+
+def _node_rows(nodes: FallbackReport) -> list[tuple[str, Any]]:
+    """The node models' figures: how many calls they were asked, how often the teacher answered instead."""
+    reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(nodes.fallbacks.items())) or "none"
+    return [
+        ("node-model calls", f"{nodes.student_calls} of {nodes.calls}"),
+        ("fallback rate", f"{nodes.fallback_rate:.3f} ({reasons})"),
+        ("teacher share of calls", f"{nodes.teacher_share:.3f}"),
+        ("cost by answering model", f"${nodes.cost_usd:.4f} (teacher alone, est.: ${nodes.teacher_cost_usd:.4f})"),
+    ]

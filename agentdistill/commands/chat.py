@@ -24,6 +24,14 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from agentdistill.agents.factory import AGENTS, build_agent
 from agentdistill.agents.turn import Turn, run_turn
 from agentdistill.commands.common import emit_json, json_option, settings
+from agentdistill.commands.node_flags import (
+    check_fallback_flags,
+    default_fallback,
+    fallback_setting,
+    node_model_options,
+    node_specs,
+    with_node_models,
+)
 from agentdistill.config import Settings
 from agentdistill.errors import AgentDistillError
 from agentdistill.memory.agent_sources import CatalogNeedsRecbot, MaterialsNeedsMaterialsAgent, agent_sources
@@ -110,16 +118,24 @@ _steps_option = click.option(
 @_materials_option
 @_steps_option
 @_native_option
+@node_model_options
 @json_option
 @click.pass_context
 def ask(
     ctx: click.Context, question: str, agent: str, model_spec: str | None, kb_name: str, catalog_dir: Path | None,
-    materials_dir: Path | None, max_steps: int | None, native_tools: bool, as_json: bool,
+    materials_dir: Path | None, max_steps: int | None, native_tools: bool, node_model_flags: tuple[str, ...],
+    fallback: bool | None, fallback_samples: int | None, fallback_agreement: float | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Ask one question and print the answer (exit 1 when the agent ends without one)."""
     config = settings(ctx)
     native = _native(agent, native_tools)
-    model = make_chat_model(model_spec or config.model, config.model_options())
+    nodes = node_specs(agent, node_model_flags)
+    check_fallback_flags(nodes, fallback, fallback_samples, fallback_agreement)
+    policy = fallback_setting(fallback, fallback_samples, fallback_agreement)
+    model = with_node_models(
+        agent, make_chat_model(model_spec or config.model, config.model_options()), nodes,
+        default_fallback() if policy is None else policy, lambda spec: make_chat_model(spec, config.model_options()),
+    )  # fmt: skip
     with TrajectoryStore.open(config.trajectories_path) as store:
         recorder = Recorder(store, agent=agent, meta={"interface": "ask"})
         graph = build_agent(
