@@ -91,12 +91,14 @@ class EngineChatModel:
 
 @functools.lru_cache(maxsize=8)
 def gguf_tokenizer_id(path: Path) -> str | None:
-    """The tokenizer id (models/token_ids.py) of a GGUF, from its vocabulary alone (no weights loaded)."""
+    """The tokenizer id (models/token_ids.py) of a GGUF, from its vocabulary alone (no weights loaded); None when
+    llama-cpp-python cannot read it (then no token ids are recorded: the text is all there is)."""
     try:
         from llama_cpp import Llama
-    except ImportError:
+
+        llama = Llama(model_path=str(path), vocab_only=True, verbose=False)
+    except (ImportError, ValueError, OSError):
         return None
-    llama = Llama(model_path=str(path), vocab_only=True, verbose=False)
     try:
         return tokenizer_id(lambda text: llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
     finally:
