@@ -4,8 +4,9 @@ Two revisions, each kept only when the trajectory still reaches the answer it re
 - Dead ends (the Retro-Search idea): a step whose tool call failed (code that raised, a tool error) and that the
   run recovered from is cut, with its observation. A codeact run's cells are re-run without the cut ones in a
   fresh sandbox first, and the cut stands only if they still reach the run's final answer.
-- Compression: the teacher rewrites each trained turn shorter. The revision is kept only if it parses to exactly
-  the same action (the same code cell, the same tool call or final answer) and is shorter. Tools here are
+- Compression: the teacher rewrites each trained turn's reasoning as one short sentence, put back in front of the
+  turn's action text unchanged. The revision is kept only if it parses to exactly the same action (the same code
+  cell, the same tool call or final answer) and is shorter. Tools here are
   deterministic (the sandbox, the knowledge base), so the same actions give the same observations and the run
   reaches the same gold answer; nothing is re-executed. Agents with no action parser here (lag, recbot, cot,
   reader, materials) get dead-end cutting only.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import shutil
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -51,19 +53,38 @@ def _react_key(text: str) -> Hashable | None:
 
 
 ACTION_KEYS: dict[str, ActionKey] = {"codeact": _codeact_key, "react": _react_key}
-KEEP = {"codeact": "the ```python code block exactly as it is, character for character",
-        "react": "the Action, Action Input and Final Answer lines exactly as they are"}  # fmt: skip
+Rebuild = Callable[[str], str]
 COMPRESS_PROMPT = (
-    "Below is one step an agent wrote. Rewrite it shorter: keep {keep}; shorten only the reasoning to one brief "
-    "sentence that still says why. Reply with the rewritten step only, nothing else.\n\nStep:\n{text}"
+    "Below is the reasoning an agent wrote before its next action. Rewrite it as one short sentence that keeps "
+    "the numbers and facts the action uses. Reply with that sentence only.\n\nReasoning: {thought}"
 )
+
+
+def _codeact_split(text: str) -> tuple[str, Rebuild] | None:
+    action = parse_code_action(text)
+    if not isinstance(action, CodeAction) or not action.thought:
+        return None
+    return action.thought, lambda thought: f"Thought: {thought}\n```python\n{action.code}\n```"
+
+
+def _react_split(text: str) -> tuple[str, Rebuild] | None:
+    action = parse_react(text)
+    start = min((i for i in (text.find("Action:"), text.find("Final Answer:")) if i >= 0), default=-1)
+    if not isinstance(action, ReactAction | FinalAnswer) or not action.thought or start < 0:
+        return None
+    rest = text[start:]
+    return action.thought, lambda thought: f"Thought: {thought}\n{rest}"
+
+
+# The reasoning of a turn, and how to put a shorter one back in front of the unchanged action.
+SPLITS: dict[str, Callable[[str], tuple[str, Rebuild] | None]] = {"codeact": _codeact_split, "react": _react_split}
 
 
 @dataclass(frozen=True)
 class ShortenConfig:
     drop_dead_ends: bool = True
     compress: bool = True
-    max_tokens: int = 512  # the teacher's rewrite of one turn
+    max_tokens: int = 96  # the teacher's one-sentence rewrite of a turn's reasoning
 
 
 @dataclass
@@ -150,20 +171,23 @@ def drop_dead_ends(example: ChatExample, run: Run, replay: CodeReplay | None = N
 
 
 def compress_turns(
-    example: ChatExample, teacher: ChatModel, key: ActionKey, keep: str, report: ShortenReport, max_tokens: int
+    example: ChatExample, teacher: ChatModel, agent: str, report: ShortenReport, max_tokens: int
 ) -> ChatExample:
-    """Each trained turn rewritten shorter by the teacher, kept only when it parses to the same action."""
+    """Each trained turn's reasoning rewritten shorter by the teacher in front of the same action text; kept only
+    when the turn still parses to the same action and is shorter. Turns with no reasoning are left alone."""
+    key, split = ACTION_KEYS[agent], SPLITS[agent]
     messages, changed = list(example.messages), False
     for i in example.train_turns:
         original = messages[i]["content"]
-        wanted = key(original)
-        if wanted is None:
+        wanted, parts = key(original), split(original)
+        if wanted is None or parts is None:
             continue
         report.turns_asked += 1
-        prompt = COMPRESS_PROMPT.format(keep=keep, text=original)
-        [reply] = teacher.generate([user(prompt)], max_tokens=max_tokens, temperature=0.0)
-        revised = reply.text.strip()
-        if key(revised) != wanted:
+        [reply] = teacher.generate([user(COMPRESS_PROMPT.format(thought=parts[0]))], max_tokens=max_tokens,
+                                   temperature=0.0)  # fmt: skip
+        line = next((ln.strip() for ln in reply.text.splitlines() if ln.strip()), "")
+        revised = parts[1](re.sub(r"^(thought|reasoning)\s*:\s*", "", line, flags=re.IGNORECASE))
+        if not line or key(revised) != wanted:
             report.rejected_other_action += 1
         elif len(revised) >= len(original.strip()):
             report.rejected_not_shorter += 1
@@ -200,9 +224,8 @@ def shorten_examples(
         if config.drop_dead_ends and run is not None:
             example, dropped = drop_dead_ends(example, run, replay)
             report.dead_ends_dropped += dropped
-        key = ACTION_KEYS.get(example.agent)
-        if config.compress and teacher is not None and key is not None:
-            example = compress_turns(example, teacher, key, KEEP[example.agent], report, config.max_tokens)
+        if config.compress and teacher is not None and example.agent in ACTION_KEYS:
+            example = compress_turns(example, teacher, example.agent, report, config.max_tokens)
         out.append(example)
         if on_example is not None:
             on_example()

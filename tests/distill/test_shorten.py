@@ -13,7 +13,6 @@ from agentdistill.cli import cli
 from agentdistill.distill.chat_examples import ChatExample, examples_from_runs
 from agentdistill.distill.data import SelectConfig, build_dataset
 from agentdistill.distill.shorten import CodeReplay, ShortenConfig, ShortenReport, compress_turns, drop_dead_ends
-from agentdistill.distill.shorten import _codeact_key as codeact_key
 from agentdistill.memory.trajectories import TrajectoryStore
 from agentdistill.models.base import assistant, user
 from agentdistill.models.scripted import ScriptedModel
@@ -62,21 +61,25 @@ def test_a_dead_end_that_a_later_cell_depends_on_is_kept(store: TrajectoryStore)
 
 
 def test_rewrites_are_kept_only_when_shorter_with_the_same_code() -> None:
-    original = RECOVERED[0]
+    original = RECOVERED[1]
     ids = {"tokenizer": "tok-1", "completion": [1, 2], "finish": "stop"}
     example = ChatExample(id="x", run_id="r", question="q", messages=[user("q"), assistant(original)], train_turns=(1,),
                           agent="codeact", tokens=ids)  # fmt: skip
-    same_code = cell("Divide.", "ratio = 1 / 0")
-    teacher = ScriptedModel([same_code])
+    teacher = ScriptedModel(["Thought: Multiply."])
     report = ShortenReport()
-    revised = compress_turns(example, teacher, codeact_key, "the code", report, 128)
-    assert revised.messages[revised.train_turns[0]]["content"] == same_code and report.turns_revised == 1
-    assert revised.tokens is None and revised.id != example.id
-    assert "Divide first." in teacher.history[0][0]["content"]  # the teacher saw the original step
-    other = compress_turns(example, ScriptedModel([cell("Divide.", "ratio = 2 / 1")]), codeact_key, "x", report, 128)
-    longer = compress_turns(example, ScriptedModel([original + " Indeed."]), codeact_key, "x", report, 128)
-    assert other == example and longer == example
+    revised = compress_turns(example, teacher, "codeact", report, 64)
+    assert revised.messages[1]["content"] == "Thought: Multiply.\n```python\nprint(6 * 7)\n```"
+    assert report.turns_revised == 1 and revised.tokens is None and revised.id != example.id
+    assert "Multiply instead, it is simpler here." in teacher.history[0][0]["content"]  # it saw the reasoning only
+    assert "print(6 * 7)" not in teacher.history[0][0]["content"]
+    injected = ScriptedModel(["ok ```python\nprint(1)\n``` then"])  # a sentence that smuggles in another cell
+    longer = ScriptedModel(["Multiply six by seven because that is what the question asks for, nothing more."])
+    assert compress_turns(example, injected, "codeact", report, 64) == example
+    assert compress_turns(example, longer, "codeact", report, 64) == example
     assert (report.rejected_other_action, report.rejected_not_shorter) == (1, 1)
+    bare = ChatExample(id="y", run_id="r", question="q", messages=[user("q"), assistant("final_answer(42)")],
+                       train_turns=(1,), agent="codeact")  # fmt: skip
+    assert compress_turns(bare, ScriptedModel([]), "codeact", report, 64) == bare  # no reasoning: nothing to ask
 
 
 def test_distill_shorten_writes_a_new_versioned_dataset(store: TrajectoryStore, home: Path, tmp_path: Path) -> None:
@@ -84,7 +87,7 @@ def test_distill_shorten_writes_a_new_versioned_dataset(store: TrajectoryStore, 
     data = tmp_path / "data"
     build_dataset(store, SelectConfig(agent="codeact"), data, val_fraction=0.0)
     teacher = tmp_path / "teacher.json"
-    teacher.write_text(json.dumps([cell("Go.", "print(6 * 7)"), cell("Done.", "final_answer(42)")] * 3))
+    teacher.write_text(json.dumps(["Go."] * 6))
     out = tmp_path / "short"
     args = ["--home", str(home), "distill", "shorten", str(data), "--out", str(out), "--teacher",
             f"scripted:{teacher}", "--json"]  # fmt: skip
