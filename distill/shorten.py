@@ -6,9 +6,10 @@ Two revisions, each kept only when the trajectory still reaches the answer it re
   fresh sandbox first, and the cut stands only if they still reach the run's final answer.
 - Compression: the teacher rewrites each trained turn's reasoning as one short sentence, put back in front of the
   turn's action text unchanged. The revision is kept only if it parses to exactly the same action (the same code
-  cell, the same tool call or final answer) and is shorter. Tools here are
-  deterministic (the sandbox, the knowledge base), so the same actions give the same observations and the run
-  reaches the same gold answer; nothing is re-executed. Agents with no action parser here (lag, recbot, cot,
+  cell, the same tool call or final answer), is shorter, and states no number the original reasoning did not (the
+  1.5B teacher, compressing "convert 50 minutes to hours, multiply by $12", wrote "her earnings were $10.56").
+  Tools here are deterministic (the sandbox, the knowledge base), so the same actions give the same observations
+  and the run reaches the same gold answer; nothing is re-executed. Agents with no action parser here (lag, recbot, cot,
   reader, materials) get dead-end cutting only.
 
 A compressed turn loses its token-exact ids (the text is new); an example whose context lost a dead end keeps
@@ -54,6 +55,7 @@ def _react_key(text: str) -> Hashable | None:
 
 ACTION_KEYS: dict[str, ActionKey] = {"codeact": _codeact_key, "react": _react_key}
 Rebuild = Callable[[str], str]
+NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 COMPRESS_PROMPT = (
     "Below is the reasoning an agent wrote before its next action. Rewrite it as one short sentence that keeps "
     "the numbers and facts the action uses. Reply with that sentence only.\n\nReasoning: {thought}"
@@ -97,6 +99,7 @@ class ShortenReport:
     turns_revised: int = 0
     rejected_other_action: int = 0
     rejected_not_shorter: int = 0
+    rejected_new_numbers: int = 0
     trained_chars_before: int = 0
     trained_chars_after: int = 0
     notes: list[str] = field(default_factory=list)
@@ -186,8 +189,11 @@ def compress_turns(
         [reply] = teacher.generate([user(COMPRESS_PROMPT.format(thought=parts[0]))], max_tokens=max_tokens,
                                    temperature=0.0)  # fmt: skip
         line = next((ln.strip() for ln in reply.text.splitlines() if ln.strip()), "")
-        revised = parts[1](re.sub(r"^(thought|reasoning)\s*:\s*", "", line, flags=re.IGNORECASE))
-        if not line or key(revised) != wanted:
+        short = re.sub(r"^(thought|reasoning)\s*:\s*", "", line, flags=re.IGNORECASE)
+        revised = parts[1](short)
+        if set(NUMBER.findall(short)) - set(NUMBER.findall(parts[0])):
+            report.rejected_new_numbers += 1  # a result worked out in the rewrite, which the code may contradict
+        elif not line or key(revised) != wanted:
             report.rejected_other_action += 1
         elif len(revised) >= len(original.strip()):
             report.rejected_not_shorter += 1

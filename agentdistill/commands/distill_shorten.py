@@ -53,6 +53,7 @@ def shorten(ctx: click.Context, data_dir: Path, out: Path, teacher: str | None, 
             ("turns sent to the teacher", report.turns_asked), ("turns rewritten", report.turns_revised),
             ("rewrites refused: other action", report.rejected_other_action),
             ("rewrites refused: not shorter", report.rejected_not_shorter),
+            ("rewrites refused: a number not in the original", report.rejected_new_numbers),
             ("trained characters", f"{before} -> {after} ({after / max(before, 1):.0%})")]  # fmt: skip
     table(f"shortened {data_dir} -> {out}", ["", "value"], rows)
     for note in report.notes:

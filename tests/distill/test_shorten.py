@@ -77,6 +77,8 @@ def test_rewrites_are_kept_only_when_shorter_with_the_same_code() -> None:
     assert compress_turns(example, injected, "codeact", report, 64) == example
     assert compress_turns(example, longer, "codeact", report, 64) == example
     assert (report.rejected_other_action, report.rejected_not_shorter) == (1, 1)
+    invented = ScriptedModel(["Multiply: 42."])  # a result the reasoning never stated
+    assert compress_turns(example, invented, "codeact", report, 64) == example and report.rejected_new_numbers == 1
     bare = ChatExample(id="y", run_id="r", question="q", messages=[user("q"), assistant("final_answer(42)")],
                        train_turns=(1,), agent="codeact")  # fmt: skip
     assert compress_turns(bare, ScriptedModel([]), "codeact", report, 64) == bare  # no reasoning: nothing to ask
