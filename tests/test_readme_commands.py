@@ -351,6 +351,8 @@ ELSEWHERE = {
                       ("tests/distill/test_trl_engine.py", '"--engine", engine'),
                       ("tests/distill/test_accelerate_configs.py", '"torch.distributed.run"')],
     "distill compress": [("tests/distill/workflow/test_pipeline.py", '"distill", "compress"')],
+    "distill shorten": [("tests/distill/test_shorten.py", '"distill", "shorten", str(data)')],
+    "distill onpolicy": [("tests/distill/test_onpolicy.py", '"distill", "onpolicy", "--agent", "cot"')],
     "distill publish": [("tests/distill/workflow/test_publish.py", '"distill", "publish"')],
     "distill export": [("tests/distill/test_export_gguf.py", '["export", "--model-dir"')],
     "serve": [("tests/distill/test_serve.py", "from agentdistill.commands.serve import serve; serve.main")],
